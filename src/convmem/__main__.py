@@ -1,0 +1,5 @@
+import sys
+
+from convmem.cli import main
+
+sys.exit(main())

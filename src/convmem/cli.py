@@ -1,0 +1,58 @@
+"""`convmem` command line: thin. Parses arguments and calls the library.
+
+Each subcommand lives in `convmem/commands/<name>.py` and exposes
+`add_parser(subparsers)` (cheap: argparse only) and `run(args) -> int`. Heavy imports
+(torch, transformers, peft) happen inside `run`, so `convmem --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from convmem import __version__
+from convmem.errors import ConvmemError
+
+# Order here is the order in `convmem --help`. A name whose module is not there yet is
+# skipped, so commands land one at a time.
+COMMANDS = ("demo", "synth", "corpus", "tokenize", "train", "eval", "run", "predict", "serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convmem",
+        description="Emotion of every utterance in long spoken conversations, with test-time memory (DPM, MAL).",
+    )
+    parser.add_argument("--version", action="version", version=f"convmem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"convmem.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"convmem.commands.{name}":
+                continue
+            raise
+        sp = module.add_parser(sub)
+        sp.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except ConvmemError as exc:
+        print(f"convmem {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convmem {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI subcommands; see convmem.cli for the contract each module follows."""

@@ -1,0 +1,1 @@
+"""Test-time memories behind one interface: none, window, temp_lora (DPM), neural (MAL)."""
