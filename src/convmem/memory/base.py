@@ -69,12 +69,18 @@ class Memory(Protocol):
 
     name: str
     history_tokens: int | None
+    # Optional attribute `max_window: int | None`: the engine truncates every window from the
+    # start to this many tokens (a model that cannot take more); None/absent = the memory copes.
 
     def init(self, batch_size: int) -> Any:
         """Fresh state for `batch_size` rows (every row a fresh conversation)."""
 
-    def reset(self, state: Any, rows: Sequence[int]) -> Any:
-        """Return `state` with `rows` restored to fresh (a new conversation starts there)."""
+    def reset(self, state: Any, rows: Sequence[int], keys: Sequence[str] | None = None) -> Any:
+        """Return `state` with `rows` restored to fresh (a new conversation starts there).
+
+        `keys` (one per row, e.g. the dialogue id) seed anything random in a fresh memory, so a
+        conversation gets the same memory whichever row or batch it runs in.
+        """
 
     def write(self, state: Any, batch: WindowBatch) -> tuple[Any, torch.Tensor]:
         """Memorise utterance i of every active, non-first row.

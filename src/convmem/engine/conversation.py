@@ -1,0 +1,254 @@
+"""Stream conversations through a test-time memory, B conversations at a time.
+
+Like nanochat's engine, this knows nothing about audio, files or label names: a conversation is a
+sequence of utterances given as vocabulary ids of their audio codes, and a memory (memory/base.py)
+does the model work. Rows of a batch start and finish independently: when a conversation ends its
+row is reset and the next waiting conversation starts there.
+
+Honesty: the engine never receives gold labels. The emotion token written after each utterance's
+`<audio_end>` is the model's own prediction (`emotion_tokens="predicted"`, default) or nothing
+(`"none"`). `"oracle"` exists only for leakage analysis and needs labels passed explicitly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from convmem.memory.base import Memory, WindowBatch
+
+EMOTION_TOKEN_MODES = ("predicted", "none", "oracle")
+
+
+@dataclass
+class DialogueResult:
+    """Per-utterance outputs of one conversation (U utterances, E emotions).
+
+    logits: float32[U, E]; write_loss: float32[U] (NaN where no write); history_tokens: int64[U]
+    (tokens of the whole conversation before the utterance, whatever the window held);
+    window_tokens: int64[U] (tokens the read window actually held); truncated: bool[U] (the
+    utterance itself did not fit the model and lost its start).
+    """
+
+    logits: np.ndarray
+    write_loss: np.ndarray
+    history_tokens: np.ndarray
+    window_tokens: np.ndarray
+    truncated: np.ndarray
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(-1)
+
+
+@dataclass
+class _Row:
+    conv: int  # index into the input list
+    keep: int  # history tokens worth keeping (bounds memory for any dialogue length)
+    pos: int = 0
+    history: deque = field(default_factory=deque)  # token tensors, oldest first
+    history_len: int = 0  # tokens currently held in `history`
+    seen_tokens: int = 0  # tokens of the whole conversation so far
+    outputs: dict = field(default_factory=lambda: {k: [] for k in ("logits", "loss", "hist", "win", "trunc")})
+
+
+class ConversationEngine:
+    """Drive `memory` over conversations.
+
+    Args:
+        memory: a Memory (memory/base.py).
+        audio_end_id: vocabulary id of `<audio_end>`.
+        emotion_ids: vocabulary ids of the emotion tokens, in label order (E of them).
+        n_limit: the model's context window in tokens.
+        emotion_tokens: "predicted" | "none" | "oracle" (leakage analysis only).
+    """
+
+    def __init__(self, memory: Memory, audio_end_id: int, emotion_ids: Sequence[int], n_limit: int,
+                 emotion_tokens: str = "predicted"):
+        if emotion_tokens not in EMOTION_TOKEN_MODES:
+            raise ValueError(f"emotion_tokens must be one of {EMOTION_TOKEN_MODES}, got {emotion_tokens!r}")
+        self.memory = memory
+        self.audio_end_id = int(audio_end_id)
+        self.emotion_ids = tuple(int(i) for i in emotion_ids)
+        self.n_limit = int(n_limit)
+        self.emotion_tokens = emotion_tokens
+
+    def run(
+        self,
+        conversations: Sequence[Sequence[torch.Tensor]],
+        keys: Sequence[str] | None = None,
+        batch_size: int = 1,
+        oracle_labels: Sequence[Sequence[int | None]] | None = None,
+        on_utterance: Callable[[int, int, np.ndarray], None] | None = None,
+    ) -> list[DialogueResult]:
+        """Predict every utterance of every conversation in one streaming pass each.
+
+        Args:
+            conversations: per conversation, per utterance int64[n] vocabulary ids of its audio codes.
+            keys: one stable key per conversation (e.g. dialogue id) that seeds its fresh memory.
+            batch_size: conversations processed side by side (rows).
+            oracle_labels: label index per utterance; only with emotion_tokens="oracle".
+            on_utterance: called as (conversation index, utterance index, logits float32[E]) as soon
+                as an utterance is read (live use, progress bars).
+        Returns: one DialogueResult per conversation, in input order.
+        """
+        if (self.emotion_tokens == "oracle") != (oracle_labels is not None):
+            raise ValueError("oracle_labels are required by, and only allowed with, emotion_tokens='oracle'")
+        keys = list(keys) if keys is not None else [str(i) for i in range(len(conversations))]
+        waiting = deque(i for i, c in enumerate(conversations) if len(c) > 0)
+        results: dict[int, DialogueResult] = {
+            i: _empty_result(len(self.emotion_ids)) for i, c in enumerate(conversations) if len(c) == 0
+        }
+        batch_size = max(1, min(batch_size, len(waiting) or 1))
+        state = self.memory.init(batch_size)
+        rows: list[_Row | None] = [None] * batch_size
+        keep = self._history_to_keep()
+
+        def refill() -> None:
+            nonlocal state
+            fresh = []
+            for r in range(batch_size):
+                if rows[r] is None and waiting:
+                    rows[r] = _Row(conv=waiting.popleft(), keep=keep)
+                    fresh.append(r)
+            if fresh:
+                state = self.memory.reset(state, fresh, [keys[rows[r].conv] for r in fresh])
+
+        refill()
+        while any(r is not None for r in rows):
+            batch = self._make_batch(rows, conversations)
+            state, loss = self.memory.write(state, batch)
+            logits = self.memory.read(state, batch).detach().float().cpu()
+            loss = loss.detach().float().cpu()
+            for r, row in enumerate(rows):
+                if row is None:
+                    continue
+                utt = conversations[row.conv][row.pos]
+                lg = logits[r].numpy().copy()
+                out = row.outputs
+                out["logits"].append(lg)
+                out["loss"].append(float(loss[r]))
+                out["hist"].append(row.seen_tokens)
+                out["win"].append(int(batch.attention_mask[r].sum()))
+                out["trunc"].append(bool(self._truncated[r]))
+                if on_utterance is not None:
+                    on_utterance(row.conv, row.pos, lg)
+                label = None
+                if self.emotion_tokens == "predicted":
+                    label = int(lg.argmax())
+                elif self.emotion_tokens == "oracle":
+                    label = oracle_labels[row.conv][row.pos]
+                self._append_history(row, utt, label)
+                row.pos += 1
+                if row.pos == len(conversations[row.conv]):
+                    results[row.conv] = _finish(row)
+                    rows[r] = None
+            refill()
+        return [results[i] for i in range(len(conversations))]
+
+    def run_per_sample(self, conversations, keys=None, oracle_labels=None) -> list[DialogueResult]:
+        """The paper's per-sample protocol: utterance k of a conversation is predicted by a fresh
+        memory run over utterances 1..k. Quadratic in dialogue length; kept to reproduce the
+        paper's cost and to check the streaming pass against it."""
+        keys = list(keys) if keys is not None else [str(i) for i in range(len(conversations))]
+        out = []
+        for c, conv in enumerate(conversations):
+            parts = []
+            for k in range(1, len(conv) + 1):
+                labels = [oracle_labels[c][:k]] if oracle_labels is not None else None
+                parts.append(self.run([conv[:k]], keys=[keys[c]], oracle_labels=labels)[0])
+            out.append(DialogueResult(
+                logits=np.stack([p.logits[-1] for p in parts]) if parts else np.zeros((0, len(self.emotion_ids)), np.float32),
+                write_loss=np.array([p.write_loss[-1] for p in parts], np.float32),
+                history_tokens=np.array([p.history_tokens[-1] for p in parts], np.int64),
+                window_tokens=np.array([p.window_tokens[-1] for p in parts], np.int64),
+                truncated=np.array([p.truncated[-1] for p in parts], bool),
+            ))
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _history_to_keep(self) -> int:
+        h = self.memory.history_tokens
+        return self.n_limit if h is None else int(h)
+
+    def _append_history(self, row: _Row, utt: torch.Tensor, label: int | None) -> None:
+        tail = [self.audio_end_id] + ([self.emotion_ids[label]] if label is not None else [])
+        piece = torch.cat([utt.long().cpu(), torch.tensor(tail, dtype=torch.long)])
+        row.history.append(piece)
+        row.history_len += piece.numel()
+        row.seen_tokens += piece.numel()
+        # keep only what a future window can use: constant memory for any dialogue length
+        while row.history and row.history_len - row.history[0].numel() >= row.keep:
+            row.history_len -= row.history.popleft().numel()
+
+    def _window(self, row: _Row, utt: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
+        """(window ids int64[T], number of utterance tokens in it, utterance truncated?)."""
+        own = torch.cat([utt.long().cpu(), torch.tensor([self.audio_end_id], dtype=torch.long)])
+        h = self.memory.history_tokens
+        max_window = getattr(self.memory, "max_window", None)
+        budget = self.n_limit - own.numel() if h is None else int(h)
+        if max_window is not None:
+            budget = min(budget, max_window - own.numel())
+        budget = max(0, budget)
+        hist = torch.cat(list(row.history)) if row.history else own[:0]
+        prefix = hist[hist.numel() - min(budget, hist.numel()):]
+        truncated = False
+        if max_window is not None and own.numel() > max_window:
+            own, truncated = own[own.numel() - max_window:], True
+        return torch.cat([prefix, own]), own.numel(), truncated
+
+    def _make_batch(self, rows: list[_Row | None], conversations) -> WindowBatch:
+        windows, n_own, first, active = [], [], [], []
+        self._truncated = []
+        for row in rows:
+            if row is None:
+                windows.append(torch.tensor([self.audio_end_id], dtype=torch.long))
+                n_own.append(1)
+                first.append(False)
+                active.append(False)
+                self._truncated.append(False)
+                continue
+            ids, own, trunc = self._window(row, conversations[row.conv][row.pos])
+            windows.append(ids)
+            n_own.append(own)
+            first.append(row.pos == 0)
+            active.append(True)
+            self._truncated.append(trunc)
+        T = max(w.numel() for w in windows)
+        B = len(windows)
+        input_ids = torch.full((B, T), self.audio_end_id, dtype=torch.long)
+        attention = torch.zeros((B, T), dtype=torch.long)
+        target = torch.zeros((B, T), dtype=torch.bool)
+        for b, (w, own) in enumerate(zip(windows, n_own)):
+            input_ids[b, T - w.numel():] = w
+            attention[b, T - w.numel():] = 1
+            target[b, T - own:] = True
+        return WindowBatch(
+            input_ids=input_ids,
+            attention_mask=attention,
+            target_mask=target & torch.tensor(active).unsqueeze(1),
+            end_pos=torch.full((B,), T - 1, dtype=torch.long),
+            active=torch.tensor(active),
+            first=torch.tensor(first),
+        )
+
+
+def _finish(row: _Row) -> DialogueResult:
+    o = row.outputs
+    return DialogueResult(
+        logits=np.stack(o["logits"]).astype(np.float32),
+        write_loss=np.array(o["loss"], np.float32),
+        history_tokens=np.array(o["hist"], np.int64),
+        window_tokens=np.array(o["win"], np.int64),
+        truncated=np.array(o["trunc"], bool),
+    )
+
+
+def _empty_result(n_emotions: int) -> DialogueResult:
+    return DialogueResult(np.zeros((0, n_emotions), np.float32), np.zeros(0, np.float32),
+                          np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
