@@ -97,3 +97,15 @@ def test_on_utterance_reports_every_utterance_in_order(model):
     seen = []
     eng.run([_dialogue(30, 40)], on_utterance=lambda c, u, lg: seen.append(u))
     assert seen == list(range(40))
+
+
+def test_live_conversation_equals_streaming_run(model):
+    conv = _dialogue(40, 6)
+    eng = _engine(model)
+    full = eng.run([conv], keys=["x"])[0]
+    live = eng.open("x")
+    got = np.stack([live.push(u)[0] for u in conv])
+    np.testing.assert_allclose(got, full.logits, atol=1e-6)
+    live.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        live.push(conv[0])

@@ -170,6 +170,10 @@ class ConversationEngine:
             ))
         return out
 
+    def open(self, key: str = "0") -> "LiveConversation":
+        """A single conversation fed one utterance at a time (live use: `convmem serve`, predict)."""
+        return LiveConversation(self, key)
+
     # -- internals ---------------------------------------------------------------------------
 
     def _history_to_keep(self) -> int:
@@ -236,6 +240,55 @@ class ConversationEngine:
             active=torch.tensor(active),
             first=torch.tensor(first),
         )
+
+
+class LiveConversation:
+    """One conversation with its own memory state, advanced by `push` as utterances arrive.
+
+    Pushing utterances 1..k gives exactly what `ConversationEngine.run` gives for them: the same
+    window building, memory calls and emotion-token policy (tested).
+    """
+
+    def __init__(self, engine: ConversationEngine, key: str):
+        if engine.emotion_tokens == "oracle":
+            raise ValueError("a live conversation has no labels: emotion_tokens='oracle' is not possible")
+        self.engine = engine
+        self._row = _Row(conv=0, keep=engine._history_to_keep())
+        self._state = engine.memory.reset(engine.memory.init(1), [0], [key])
+        self.closed = False
+
+    @property
+    def utterances(self) -> int:
+        return self._row.pos
+
+    def push(self, audio_ids: torch.Tensor) -> tuple[np.ndarray, float]:
+        """Read utterance int64[n] (vocab ids); returns (emotion logits float32[E], write loss or NaN)."""
+        if self.closed:
+            raise RuntimeError("conversation is closed")
+        eng, row = self.engine, self._row
+        batch = eng._make_batch([row], _OneUtterance(row.pos, audio_ids))
+        self._state, loss = eng.memory.write(self._state, batch)
+        logits = eng.memory.read(self._state, batch).detach().float().cpu()[0].numpy().copy()
+        label = int(logits.argmax()) if eng.emotion_tokens == "predicted" else None
+        eng._append_history(row, audio_ids, label)
+        row.pos += 1
+        return logits, float(loss.detach().float().cpu()[0])
+
+    def close(self) -> None:
+        """Drop the memory: nothing of this conversation is kept."""
+        self._state = None
+        self._row = None
+        self.closed = True
+
+
+class _OneUtterance:
+    """Index adapter so `_make_batch` can read `conversations[row.conv][row.pos]` for a live row."""
+
+    def __init__(self, pos: int, ids: torch.Tensor):
+        self.pos, self.ids = pos, ids
+
+    def __getitem__(self, conv: int):
+        return {self.pos: self.ids}
 
 
 def _finish(row: _Row) -> DialogueResult:
