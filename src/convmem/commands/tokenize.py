@@ -1,0 +1,74 @@
+"""`convmem tokenize MANIFEST --tokenizer DIR`: fill the code cache for every utterance.
+
+With `--fit KIND --sessions S1 S2 ...` a new tokenizer is first fitted on those (training)
+sessions only and saved to DIR; without it DIR is a saved tokenizer (or, for `s3`, the CosyVoice2
+`speech_tokenizer_v2.onnx` file or its folder). A rerun reads codes from the cache instead of
+tokenizing again.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("tokenize", help="turn every utterance of a manifest into cached 25 Hz codes",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("manifest", type=Path, help="manifest JSONL")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory (written with --fit)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="code cache folder (default: $CONVMEM_CACHE/codes or ~/.cache/convmem/codes)")
+    fit = p.add_argument_group("fitting a new tokenizer")
+    fit.add_argument("--fit", choices=("kmeans", "ssl-kmeans"), default=None, help="fit this kind first")
+    fit.add_argument("--sessions", nargs="+", default=None, help="training sessions to fit on (required with --fit)")
+    fit.add_argument("--codebook-size", type=int, default=512)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--encoder", type=Path, default=None, help="ssl-kmeans: local HF speech encoder folder")
+    fit.add_argument("--layer", type=int, default=6, help="ssl-kmeans: hidden_states index (default 6)")
+    fit.add_argument("--force", action="store_true", help="replace an existing tokenizer in DIR")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    from convmem.corpus.manifest import read_manifest
+    from convmem.errors import ConfigError
+    from convmem.tokenizers import (
+        CodeCache,
+        build_tokenizer,
+        default_cache_root,
+        encode_dialogues,
+        fit_on_dialogues,
+        load_tokenizer,
+    )
+
+    progress = not args.no_progress
+    if args.fit is None and args.sessions:
+        raise ConfigError("--sessions only applies with --fit")
+    if args.fit is not None:
+        if not args.sessions:
+            raise ConfigError("--fit needs --sessions: the training sessions to fit on (never the test ones)")
+        if (args.tokenizer / "tokenizer.json").exists() and not args.force:
+            raise ConfigError(f"{args.tokenizer}: a tokenizer is already saved there (use --force to replace it)")
+    dialogues = read_manifest(args.manifest)
+    if args.fit is not None:
+        config = {"codebook_size": args.codebook_size, "seed": args.seed}
+        if args.fit == "ssl-kmeans":
+            if args.encoder is None:
+                raise ConfigError("--fit ssl-kmeans needs --encoder DIR (a local HuBERT/WavLM/wav2vec2 folder)")
+            config.update(encoder_dir=str(args.encoder), layer=args.layer)
+        tokenizer = fit_on_dialogues(build_tokenizer(args.fit, **config), dialogues, args.sessions, progress)
+        tokenizer.save(args.tokenizer)
+        print(f"fitted {args.fit} on sessions {', '.join(args.sessions)}; saved to {args.tokenizer}")
+    else:
+        tokenizer = load_tokenizer(args.tokenizer)
+    cache = CodeCache(args.cache or default_cache_root())
+    codes = encode_dialogues(tokenizer, dialogues, cache, progress)
+    frames = sum(c.size for c in codes.values())
+    print(
+        f"{tokenizer.kind}: {len(codes)} utterances in {len(dialogues)} dialogues, {frames} codes "
+        f"({frames / tokenizer.frame_rate / 3600:.2f} h); cache {cache.hits} hits, {cache.misses} new "
+        f"-> {cache.root / tokenizer.fingerprint[:16]}"
+    )
+    return 0

@@ -1,0 +1,38 @@
+"""Speech tokenizers: audio -> 25 Hz discrete codes behind one protocol, and a code cache.
+
+Kinds: `kmeans` (log-mel k-means, the offline default), `ssl-kmeans` (a local HF speech
+encoder's layer -> k-means), `s3` (CosyVoice2 S3 tokenizer from a local ONNX file).
+Heavy modules (torch, transformers, onnxruntime, sklearn) load only when a kind is used.
+"""
+
+from convmem.tokenizers.base import (
+    FRAME_RATE,
+    KINDS,
+    SpeechTokenizer,
+    build_tokenizer,
+    load_tokenizer,
+    n_frames,
+)
+from convmem.tokenizers.cache import (
+    CodeCache,
+    default_cache_root,
+    encode_dialogues,
+    encode_utterance,
+    fit_on_dialogues,
+    utterance_waveform,
+)
+
+__all__ = [
+    "FRAME_RATE",
+    "KINDS",
+    "CodeCache",
+    "SpeechTokenizer",
+    "build_tokenizer",
+    "default_cache_root",
+    "encode_dialogues",
+    "encode_utterance",
+    "fit_on_dialogues",
+    "load_tokenizer",
+    "n_frames",
+    "utterance_waveform",
+]

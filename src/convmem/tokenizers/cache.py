@@ -1,0 +1,187 @@
+"""Tokenizers meet dialogues: each utterance's audio, fitting on chosen sessions, cached codes.
+
+Cache key (choice): sha256 of the tokenizer fingerprint + the exact float32 16 kHz samples of the
+utterance after loading/resampling. Keying on content rather than on path/mtime means a moved or
+re-rendered corpus is handled correctly (same samples -> hit, any change -> miss) at the price of
+decoding the audio again on a rerun, which costs milliseconds per utterance against the much
+larger cost of the encoders. Layout: `root/<fingerprint[:16]>/<key>.npy`, each written
+atomically, plus `root/<fingerprint[:16]>/tokenizer.json` saying which tokenizer filled it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from convmem.corpus.types import Dialogue, Utterance
+from convmem.errors import AudioError, ConfigError, ManifestError
+from convmem.tokenizers.base import SAMPLE_RATE, SpeechTokenizer, n_frames
+
+CACHE_ENV = "CONVMEM_CACHE"
+
+
+def default_cache_root() -> Path:
+    """`$CONVMEM_CACHE/codes`, else `~/.cache/convmem/codes`."""
+    base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "convmem"
+    return Path(base).expanduser() / "codes"
+
+
+class CodeCache:
+    """Codes per (tokenizer fingerprint, audio content) on disk; counts hits and misses."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(fingerprint: str, wave: np.ndarray) -> str:
+        """sha256 hex of fingerprint + float32[samples] bytes (16 kHz)."""
+        h = hashlib.sha256(fingerprint.encode())
+        h.update(b"\0%d\0" % SAMPLE_RATE)
+        h.update(np.ascontiguousarray(wave, dtype=np.float32).tobytes())
+        return h.hexdigest()
+
+    def path(self, fingerprint: str, key: str) -> Path:
+        return self.root / fingerprint[:16] / f"{key}.npy"
+
+    def get(self, fingerprint: str, wave: np.ndarray) -> np.ndarray | None:
+        """Cached int64[frames] for this audio, or None (a damaged entry counts as absent)."""
+        path = self.path(fingerprint, self.key(fingerprint, wave))
+        if not path.is_file():
+            return None
+        try:
+            codes = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"{path}: unreadable cache entry, re-tokenizing ({exc})", stacklevel=2)
+            return None
+        if codes.dtype != np.int64 or codes.ndim != 1 or codes.size != n_frames(wave.size):
+            warnings.warn(f"{path}: cache entry has wrong shape/dtype, re-tokenizing", stacklevel=2)
+            return None
+        return codes
+
+    def put(self, fingerprint: str, wave: np.ndarray, codes: np.ndarray) -> Path:
+        from convmem.fileio import atomic_open
+
+        path = self.path(fingerprint, self.key(fingerprint, wave))
+        with atomic_open(path, "wb") as fh:
+            np.save(fh, np.asarray(codes, dtype=np.int64), allow_pickle=False)
+        return path
+
+    def encode(self, tokenizer: SpeechTokenizer, wave: np.ndarray, fingerprint: str | None = None) -> np.ndarray:
+        """Codes of float32[samples] at 16 kHz, from the cache or by running the tokenizer."""
+        fingerprint = fingerprint or tokenizer.fingerprint
+        codes = self.get(fingerprint, wave)
+        if codes is not None:
+            self.hits += 1
+            return codes
+        self.misses += 1
+        codes = np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64)
+        self.put(fingerprint, wave, codes)
+        return codes
+
+    def describe(self, tokenizer: SpeechTokenizer, fingerprint: str) -> None:
+        """Write which tokenizer filled `root/<fingerprint[:16]>` (for people browsing the cache)."""
+        from convmem.fileio import atomic_write_json
+
+        note = self.root / fingerprint[:16] / "tokenizer.json"
+        if not note.exists():
+            atomic_write_json(note, {"kind": tokenizer.kind, "fingerprint": fingerprint,
+                                     "codebook_size": tokenizer.codebook_size, "frame_rate": tokenizer.frame_rate})
+
+
+def utterance_waveform(utterance: Utterance, dialogue: Dialogue) -> np.ndarray:
+    """float32[samples] at 16 kHz: the utterance's own file, else its [start, end) of the dialogue audio."""
+    from convmem.audio.io import load_audio
+
+    if utterance.audio is not None:
+        return load_audio(utterance.audio)
+    if dialogue.audio is not None:
+        return load_audio(dialogue.audio, start=utterance.start, end=utterance.end)
+    raise AudioError(
+        f"dialogue {dialogue.dialogue_id}, utterance {utterance.id}: no audio "
+        "(neither the utterance nor the dialogue has an 'audio' path)"
+    )
+
+
+def encode_utterance(
+    tokenizer: SpeechTokenizer, utterance: Utterance, dialogue: Dialogue, cache: CodeCache | None = None
+) -> np.ndarray:
+    """int64[frames] codes of one utterance (through `cache` when given)."""
+    wave = utterance_waveform(utterance, dialogue)
+    if cache is None:
+        return np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64)
+    return cache.encode(tokenizer, wave)
+
+
+def encode_dialogues(
+    tokenizer: SpeechTokenizer,
+    dialogues: Iterable[Dialogue],
+    cache: CodeCache | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Codes of every utterance: {utterance id: int64[frames]}, with a progress bar.
+
+    Raises ManifestError when an utterance id occurs twice (ids key the result).
+    """
+    from tqdm import tqdm
+
+    dialogues = list(dialogues)
+    fingerprint = tokenizer.fingerprint if cache is not None else None
+    if cache is not None:
+        cache.describe(tokenizer, fingerprint)
+    total = sum(len(d.utterances) for d in dialogues)
+    out: dict[str, np.ndarray] = {}
+    with tqdm(total=total, desc=f"tokenize ({tokenizer.kind})", unit="utt", disable=not progress) as bar:
+        for dialogue in dialogues:
+            for utt in dialogue.utterances:
+                if utt.id in out:
+                    raise ManifestError(f"dialogue {dialogue.dialogue_id}: utterance id {utt.id!r} occurs twice")
+                wave = utterance_waveform(utt, dialogue)
+                if cache is None:
+                    out[utt.id] = np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64)
+                else:
+                    out[utt.id] = cache.encode(tokenizer, wave, fingerprint)
+                bar.update(1)
+    return out
+
+
+def fit_on_dialogues(
+    tokenizer: SpeechTokenizer,
+    dialogues: Iterable[Dialogue],
+    sessions: Iterable[str],
+    progress: bool = True,
+) -> SpeechTokenizer:
+    """Fit `tokenizer` on the utterance audio of the dialogues whose session is in `sessions` only.
+
+    Dialogues of other sessions are skipped, never read. Raises ConfigError when `sessions` is
+    empty, names a session absent from `dialogues` (a typo would silently fit on less), or the
+    tokenizer is not a trained kind.
+    """
+    from tqdm import tqdm
+
+    if not hasattr(tokenizer, "fit"):
+        raise ConfigError(f"tokenizer kind {tokenizer.kind!r} has nothing to fit")
+    wanted = {str(s) for s in sessions}
+    if not wanted:
+        raise ConfigError("fit_on_dialogues: no training sessions given")
+    dialogues = list(dialogues)
+    missing = sorted(wanted - {d.session for d in dialogues})
+    if missing:
+        raise ConfigError(f"fit_on_dialogues: session(s) {missing} not found among the dialogues")
+    chosen = [d for d in dialogues if d.session in wanted]
+
+    def waves() -> Iterator[np.ndarray]:
+        total = sum(len(d.utterances) for d in chosen)
+        with tqdm(total=total, desc=f"fit {tokenizer.kind}", unit="utt", disable=not progress) as bar:
+            for dialogue in chosen:
+                for utt in dialogue.utterances:
+                    yield utterance_waveform(utt, dialogue)
+                    bar.update(1)
+
+    return tokenizer.fit(waves(), SAMPLE_RATE)
