@@ -10,8 +10,9 @@ Per utterance i of a conversation the engine calls, in this order (Algorithm 1 o
     state = memory.write(state, window_i)      # memorise utterance i given the tokens before it
     logits = memory.read(state, window_i)      # emotion logits of utterance i
 
-`write` for the first utterance of a conversation is a no-op by contract (Algorithm 1: no write
-without a prefix): the engine marks it with `WindowBatch.first`.
+The engine marks the first utterance of a conversation with `WindowBatch.first`. What a memory does
+with it is its own method: DPM does not write it (Algorithm 1: no write without a prefix); MAL does,
+since its write needs no prefix, and its read of utterance i still sees only utterances < i.
 """
 
 from __future__ import annotations

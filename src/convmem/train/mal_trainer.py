@@ -1,0 +1,258 @@
+"""Outer-loop training of the MAL adapter on training dialogues (the backbone stays frozen).
+
+Projections, gate, the memory's initial weights M_0 and the theta/eta/alpha heads are learned with
+the emotion cross-entropy of scored utterances, backpropagating through the memory writes across
+K consecutive utterances of each dialogue (truncated backprop through time: the state is detached
+every K utterances). Training streams dialogues through the very `MALMemory.write/read` used at
+inference, so the trained adapter is the one evaluated.
+
+Input types are minimal on purpose: a dialogue is a list of `UtteranceTokens` (audio ids + label
+index or None); the window of utterance i is [history prefix..., audio ids..., <audio_end>].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from convmem.errors import ConfigError
+from convmem.memory.base import WindowBatch
+from convmem.memory.mal import MALConfig, MALMemory
+from convmem.memory.mal_layer import MALAdapter
+
+
+@dataclass
+class UtteranceTokens:
+    """One utterance of a tokenised dialogue.
+
+    Attributes:
+        audio_ids: int64[n] audio token ids (vocab ids, inside MALConfig.audio_id_range).
+        label: index into MALConfig.emotion_ids, or None (context only, never scored).
+    """
+
+    audio_ids: torch.Tensor
+    label: int | None = None
+
+
+Dialogue = Sequence[UtteranceTokens]
+
+
+@dataclass
+class MALTrainConfig:
+    """Outer-loop settings.
+
+    Attributes:
+        epochs: passes over the training dialogues.
+        batch_size: dialogues streamed side by side (memory rows).
+        tbptt: K, utterances per truncated-backprop segment.
+        lr, weight_decay: AdamW on the adapter parameters only.
+        max_grad_norm: clip of the adapter gradient (outer loop; the inner one has its own).
+        seed: shuffling seed.
+    """
+
+    epochs: int = 3
+    batch_size: int = 8
+    tbptt: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "tbptt"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"mal_train.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("lr", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"mal_train.{name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass
+class MALTrainResult:
+    """losses: mean emotion CE of every optimizer step, in order."""
+
+    losses: list[float] = field(default_factory=list)
+
+
+def dialogue_window_batch(
+    dialogues: Sequence[Dialogue | None], index: int, audio_end_id: int, history_tokens: int, pad_id: int = 0
+) -> WindowBatch:
+    """Windows of utterance `index` of each dialogue, left-padded into a WindowBatch.
+
+    A row whose dialogue is None or shorter than index+1 is inactive (its window is a lone
+    `<audio_end>` that nothing writes or scores).
+    """
+    rows, targets, active = [], [], []
+    end = torch.tensor([audio_end_id], dtype=torch.long)
+    for dialogue in dialogues:
+        if dialogue is None or index >= len(dialogue):
+            rows.append(end)
+            targets.append(0)
+            active.append(False)
+            continue
+        current = torch.cat([dialogue[index].audio_ids.long().cpu(), end])
+        prefix = torch.zeros(0, dtype=torch.long)
+        if history_tokens > 0 and index > 0:
+            past = torch.cat([t for u in dialogue[:index] for t in (u.audio_ids.long().cpu(), end)])
+            prefix = past[-history_tokens:]
+        rows.append(torch.cat([prefix, current]))
+        targets.append(len(current))
+        active.append(True)
+    width = max(len(r) for r in rows)
+    batch = len(rows)
+    input_ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((batch, width), dtype=torch.long)
+    target = torch.zeros((batch, width), dtype=torch.bool)
+    for b, (row, n_target) in enumerate(zip(rows, targets)):
+        input_ids[b, width - len(row):] = row
+        attention[b, width - len(row):] = 1
+        target[b, width - n_target:] = n_target > 0
+    return WindowBatch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        target_mask=target,
+        end_pos=torch.full((batch,), width - 1, dtype=torch.long),
+        active=torch.tensor(active),
+        first=torch.tensor([a and index == 0 for a in active]),
+    )
+
+
+def _labels(dialogues: Sequence[Dialogue], index: int) -> torch.Tensor:
+    """int64[B]: label of utterance `index` per row, -100 where unscored or past the end."""
+    out = []
+    for d in dialogues:
+        label = d[index].label if index < len(d) else None
+        out.append(-100 if label is None else int(label))
+    return torch.tensor(out, dtype=torch.long)
+
+
+def check_dialogues(dialogues: Sequence[Dialogue], mal_cfg: MALConfig) -> None:
+    """Raise ValueError naming dialogue and utterance for ids outside the audio range or bad labels."""
+    first, stop = mal_cfg.audio_id_range
+    n_emotions = len(mal_cfg.emotion_ids)
+    for d, dialogue in enumerate(dialogues):
+        if len(dialogue) == 0:
+            raise ValueError(f"dialogue {d}: no utterances")
+        for u, utt in enumerate(dialogue):
+            ids = utt.audio_ids
+            if ids.dim() != 1 or ids.numel() == 0:
+                raise ValueError(f"dialogue {d}, utterance {u}: audio_ids must be a non-empty 1-D tensor")
+            if bool(((ids < first) | (ids >= stop)).any()):
+                raise ValueError(f"dialogue {d}, utterance {u}: audio id outside audio_id_range {first}..{stop - 1}")
+            if utt.label is not None and not 0 <= utt.label < n_emotions:
+                raise ValueError(f"dialogue {d}, utterance {u}: label {utt.label} not in [0, {n_emotions})")
+
+
+def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def train_mal(
+    model: nn.Module,
+    adapter: MALAdapter,
+    train_dialogues: Sequence[Dialogue],
+    cfg: MALTrainConfig,
+    mal_cfg: MALConfig,
+    audio_end_id: int,
+    progress: bool = True,
+) -> MALTrainResult:
+    """Train `adapter` in place on `train_dialogues`; the backbone `model` is frozen and untouched.
+
+    Returns the per-step losses. Raises RuntimeError if any backbone gradient appeared.
+    """
+    if not mal_cfg.enabled:
+        raise ConfigError("mal.enabled is false: there is no adapter to train")
+    check_dialogues(train_dialogues, mal_cfg)
+    memory = MALMemory(model, adapter, mal_cfg, differentiable=True)
+    was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
+    model.eval().requires_grad_(False)
+    adapter.train()
+    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = next(adapter.parameters()).device
+    result = MALTrainResult()
+    n_batches = -(-len(train_dialogues) // cfg.batch_size) * cfg.epochs
+    bar = tqdm(total=n_batches, desc="train MAL", disable=not progress)
+    try:
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(train_dialogues), generator=gen).tolist()
+            for group in _batches([train_dialogues[i] for i in order], cfg.batch_size):
+                _train_group(memory, group, cfg, audio_end_id, opt, device, result)
+                bar.update(1)
+                if result.losses:
+                    bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+    finally:
+        bar.close()
+        model.train(was_training)
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    if any(p.grad is not None for p in model.parameters()):
+        raise RuntimeError("a backbone parameter received a gradient: MAL must leave the backbone frozen")
+    return result
+
+
+def _train_group(
+    memory: MALMemory,
+    group: Sequence[Dialogue],
+    cfg: MALTrainConfig,
+    audio_end_id: int,
+    opt: torch.optim.Optimizer,
+    device: torch.device,
+    result: MALTrainResult,
+) -> None:
+    """Stream one batch of dialogues, stepping the optimizer every `cfg.tbptt` utterances."""
+    state = memory.init(len(group))
+    n_utt = max(len(d) for d in group)
+    for start in range(0, n_utt, cfg.tbptt):
+        total = torch.zeros((), device=device)
+        count = 0
+        for index in range(start, min(start + cfg.tbptt, n_utt)):
+            batch = dialogue_window_batch(group, index, audio_end_id, memory.history_tokens or 0)
+            state, _ = memory.write(state, batch)
+            labels = _labels(group, index).to(device)
+            if bool((labels >= 0).any()):
+                logits = memory.read(state, batch)
+                total = total + F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+                count += int((labels >= 0).sum())
+        if count:
+            opt.zero_grad(set_to_none=True)
+            (total / count).backward()
+            nn.utils.clip_grad_norm_(memory.adapter.parameters(), cfg.max_grad_norm)
+            opt.step()
+            result.losses.append(float(total.detach()) / count)
+        state = state.detach()
+
+
+@torch.no_grad()
+def evaluate_mal(
+    memory: MALMemory, dialogues: Sequence[Dialogue], audio_end_id: int, batch_size: int = 8
+) -> tuple[float, float, int]:
+    """Streams dialogues (write then read) and scores labelled utterances.
+
+    Returns: (mean emotion cross-entropy, accuracy, number of scored utterances).
+    """
+    device = next(memory.adapter.parameters()).device
+    loss_sum, correct, count = 0.0, 0, 0
+    for group in _batches(list(dialogues), batch_size):
+        state = memory.init(len(group))
+        for index in range(max(len(d) for d in group)):
+            batch = dialogue_window_batch(group, index, audio_end_id, memory.history_tokens or 0)
+            state, _ = memory.write(state, batch)
+            labels = _labels(group, index).to(device)
+            scored = labels >= 0
+            if not bool(scored.any()):
+                continue
+            logits = memory.read(state, batch)
+            loss_sum += float(F.cross_entropy(logits[scored], labels[scored], reduction="sum"))
+            correct += int((logits[scored].argmax(-1) == labels[scored]).sum())
+            count += int(scored.sum())
+    if count == 0:
+        raise ValueError("no labelled utterance to evaluate")
+    return loss_sum / count, correct / count, count
+
