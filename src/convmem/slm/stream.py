@@ -1,0 +1,128 @@
+"""A dialogue as one token stream: `<a_..>…<audio_end>[<emo_x>]` per utterance, in order.
+
+Layout, for each utterance in order: its audio ids, then `<audio_end>`, then its emotion token
+if one is given. Who gives it:
+
+- training: the gold label; an unscored context turn (emotion None) gets NO emotion token — there
+  is nothing honest to put there, and the paper's stream only carries labels it has.
+- inference: the caller passes the model's own earlier predictions (or None): gold labels never
+  enter an inference stream (DESIGN.md).
+
+The position right after `<audio_end>` is where the emotion is predicted (eq. 5), so a stream
+with or without emotion tokens serves both training and reading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from convmem.slm.vocab import EmotionVocab
+
+# One utterance of a coded dialogue: its speech-tokenizer codes int64[n] and gold emotion or None.
+CodedUtterance = tuple[np.ndarray, "str | None"]
+
+
+@dataclass
+class CodedDialogue:
+    """A dialogue after speech tokenization: what the SLM trains on.
+
+    Attributes:
+        dialogue_id: the manifest's dialogue id (used in error messages).
+        utterances:  list of (codes int64[n_i], emotion str | None), in time order.
+    """
+
+    dialogue_id: str
+    utterances: list[CodedUtterance] = field(default_factory=list)
+
+    @property
+    def codes(self) -> list[np.ndarray]:
+        return [c for c, _ in self.utterances]
+
+    @property
+    def emotions(self) -> list[str | None]:
+        return [e for _, e in self.utterances]
+
+    @property
+    def n_tokens(self) -> int:
+        """Stream length with gold emotion tokens."""
+        return sum(len(c) + 1 + (e is not None) for c, e in self.utterances)
+
+
+@dataclass
+class Stream:
+    """The token stream of one dialogue.
+
+    Attributes:
+        ids:           int64[N]  vocabulary ids.
+        utt_start:     int64[U]  index of each utterance's first audio id (== its `<audio_end>`
+                                 index when the utterance has no codes).
+        audio_end_pos: int64[U]  index of each utterance's `<audio_end>`.
+        emotion_pos:   int64[U]  index of each utterance's emotion token, -1 where absent.
+        labels:        int64[U]  class index (into `vocab.labels`) of the emotion token, -1 where absent.
+    """
+
+    ids: torch.Tensor
+    utt_start: torch.Tensor
+    audio_end_pos: torch.Tensor
+    emotion_pos: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def n_utterances(self) -> int:
+        return int(self.utt_start.shape[0])
+
+    def utterance_end(self, i: int) -> int:
+        """Exclusive end of utterance i's tokens (after its emotion token when present)."""
+        return int(self.emotion_pos[i] if self.emotion_pos[i] >= 0 else self.audio_end_pos[i]) + 1
+
+
+def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
+                 emotions: Sequence[str | None], where: str = "dialogue") -> Stream:
+    """Concatenate utterances into one stream (see module doc for the layout).
+
+    Args:
+        codes:    per utterance, speech codes int64[n_i] in [0, vocab.codebook_size).
+        emotions: per utterance, the emotion token to insert after `<audio_end>`, or None.
+        where:    names the dialogue in error messages.
+    """
+    if len(codes) != len(emotions):
+        raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(emotions)} emotions")
+    pieces: list[torch.Tensor] = []
+    utt_start, end_pos, emo_pos, labels = [], [], [], []
+    n = 0
+    for i, (c, emo) in enumerate(zip(codes, emotions)):
+        try:
+            a = vocab.audio_ids(c)
+            lab = vocab.label_index(emo) if emo is not None else -1
+        except ValueError as exc:
+            raise ValueError(f"{where}, utterance {i}: {exc}") from None
+        utt_start.append(n)
+        pieces.append(a)
+        n += len(a)
+        end_pos.append(n)
+        tail = [vocab.audio_end_id]
+        n += 1
+        if lab >= 0:
+            tail.append(vocab.emotion_ids[lab])
+            emo_pos.append(n)
+            n += 1
+        else:
+            emo_pos.append(-1)
+        labels.append(lab)
+        pieces.append(torch.tensor(tail, dtype=torch.long))
+    ids = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
+    as_t = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
+    return Stream(ids=ids, utt_start=as_t(utt_start), audio_end_pos=as_t(end_pos),
+                  emotion_pos=as_t(emo_pos), labels=as_t(labels))
+
+
+def dialogue_stream(d: CodedDialogue, vocab: EmotionVocab) -> Stream:
+    """Training stream of a coded dialogue (gold emotion tokens where labelled)."""
+    return build_stream(d.codes, vocab, d.emotions, where=f"dialogue {d.dialogue_id!r}")

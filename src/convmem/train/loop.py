@@ -1,0 +1,232 @@
+"""One explicit training loop for the emotion SLM, on HF Accelerate.
+
+`Accelerator` owns device placement, `backward` and gradient clipping, so the same code runs
+under `python` or `accelerate launch` (each process takes every world_size-th batch). The data
+order is a pure function of (seed, epoch) and the step counter, so a run resumed from a
+checkpoint sees exactly the batches the uninterrupted run would have seen and ends with the same
+weights.
+
+Objectives (`slm.windows`): "paper" = eq. 3–7 windows, one per utterance; "dense" = packed
+chunks of n_limit tokens, every token an L_a target and every scored `<audio_end>` an L_e target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from convmem.errors import ConfigError
+from convmem.fileio import atomic_write_json
+from convmem.slm.loss import Losses, slm_loss
+from convmem.slm.stream import CodedDialogue, dialogue_stream
+from convmem.slm.vocab import EmotionVocab
+from convmem.slm.windows import Example, WindowConfig, build_examples, collate
+from convmem.train.checkpoint import (TrainProgress, latest_checkpoint, load_checkpoint, read_meta,
+                                      save_checkpoint)
+
+OBJECTIVES = ("paper", "dense")
+SCHEDULES = ("constant", "linear", "cosine")
+LOG_FILE = "train_log.json"
+# Batches are formed among this many batches' worth of shuffled examples sorted by length, so
+# a batch holds windows of similar length (little padding) while the order stays random.
+BUCKET_BATCHES = 16
+
+
+@dataclass
+class TrainConfig:
+    """Training settings.
+
+    lr 5e-5 is the paper's (LoRA on a pretrained LLM); a from-scratch tiny backbone needs a larger
+    one (1e-3 .. 3e-3). The default objective is "dense": it supervises every scored utterance
+    once per epoch at a fraction of the paper windows' compute (each paper window re-reads up to
+    n_q = 1024 tokens of history for one utterance; see benchmarks/bench_train.py), and its
+    in-chunk history is the history the `window` baseline reads. "paper" is eq. 3–7 verbatim.
+    n_o, n_p, n_q only apply to "paper" (defaults: `slm.windows.WindowConfig`).
+    """
+
+    lr: float = 5e-5
+    epochs: int = 20
+    batch_size: int = 8
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_frac: float = 0.03
+    seed: int = 0
+    objective: str = "dense"
+    n_o: int = 256
+    n_p: int = 768
+    n_q: int = 1024
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    max_steps: int | None = None  # stop early (the schedule still spans all epochs)
+
+    def check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"train config: objective {self.objective!r} not one of {OBJECTIVES}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train config: schedule {self.schedule!r} not one of {SCHEDULES}")
+        for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or self.grad_clip < 0 or not 0 <= self.warmup_frac < 1:
+            raise ConfigError(f"train config: need lr > 0, grad_clip >= 0, 0 <= warmup_frac < 1; got "
+                              f"{self.lr}, {self.grad_clip}, {self.warmup_frac}")
+
+    @property
+    def windows(self) -> WindowConfig:
+        return WindowConfig(n_o=self.n_o, n_p=self.n_p, n_q=self.n_q)
+
+
+def epoch_batches(examples: Sequence[Example], epoch: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Batches (lists of example indices) of one epoch: a pure function of its arguments.
+
+    `examples` may be any sequence of objects with an `ids` tensor (only lengths are read).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(examples))
+    lengths = np.array([len(e.ids) for e in examples])
+    batches: list[list[int]] = []
+    span = batch_size * BUCKET_BATCHES
+    for g in range(0, len(order), span):
+        group = order[g:g + span]
+        group = group[np.argsort(-lengths[group], kind="stable")]
+        batches.extend(group[i:i + batch_size].tolist() for i in range(0, len(group), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("model has no trainable parameters")
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> dict:
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(e.ids.numpy().tobytes())
+        h.update(e.la_targets.numpy().tobytes())
+        h.update(e.le_labels.numpy().tobytes())
+    keys = ("objective", "n_o", "n_p", "n_q", "batch_size", "epochs", "seed", "lr", "schedule", "warmup_frac")
+    return {"examples": h.hexdigest()[:16], "n_examples": len(examples), "world_size": world,
+            **{k: getattr(cfg, k) for k in keys}}
+
+
+def forward_losses(model: torch.nn.Module, batch, vocab: EmotionVocab, per_example: bool) -> Losses:
+    """Eq. 7 losses of a collated `Batch` (already on the model's device)."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids, logits_to_keep=batch.n_keep, use_cache=False)
+    la, le = batch.la_targets, batch.le_labels
+    if batch.n_keep:
+        la, le = la[:, -batch.n_keep:], le[:, -batch.n_keep:]
+    return slm_loss(out.logits, la, le, vocab, per_example=per_example)
+
+
+def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequence[CodedDialogue],
+              cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
+              callback: Callable[[int, Losses], None] | None = None) -> torch.nn.Module:
+    """Train `model` (from `slm.model.build_model`) on coded dialogues; return the trained module.
+
+    Checkpoints go to `out_dir/checkpoints` every `cfg.checkpoint_every` steps and at the end; the
+    log (step, epoch, loss, L_a, L_e, lr, tokens/s) to `out_dir/train_log.json`.
+    `resume=True` continues from the latest checkpoint (or starts fresh when there is none) and
+    ends with the weights an uninterrupted run would have; `resume=False` refuses an `out_dir`
+    that already holds checkpoints. `callback(step, losses)` runs after each step (after that
+    step's checkpoint), e.g. to stop a run by raising.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    cfg.check()
+    slm_cfg = getattr(model, "slm_config", None)
+    if slm_cfg is None:
+        raise ConfigError("train_slm: model lacks slm_config (its n_limit); build it with slm.model.build_model")
+    n_limit = slm_cfg.n_limit
+    examples = build_examples((dialogue_stream(d, vocab) for d in train_dialogues), vocab,
+                              cfg.objective, cfg.windows, n_limit)
+    if not examples:
+        raise ConfigError("training data holds no utterances to train on")
+    per_example = cfg.objective == "paper"
+
+    accelerator = Accelerator()
+    world, rank = accelerator.num_processes, accelerator.process_index
+    steps_per_epoch = max(1, math.ceil(len(examples) / cfg.batch_size) // world)
+    total = steps_per_epoch * cfg.epochs
+    stop = min(total, cfg.max_steps) if cfg.max_steps else total
+
+    optimizer = make_optimizer(model, cfg)
+    # Accelerate steps a prepared scheduler once per process per call: count steps the same way.
+    scheduler = get_scheduler(cfg.schedule if cfg.schedule != "constant" else "constant_with_warmup",
+                              optimizer, num_warmup_steps=int(cfg.warmup_frac * total) * world,
+                              num_training_steps=total * world)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    progress = TrainProgress()
+    expected = _fingerprint(examples, cfg, world)
+    accelerator.register_for_checkpointing(progress)
+
+    ckpt = latest_checkpoint(out_dir)
+    if ckpt is not None and not resume:
+        raise ConfigError(f"{out_dir} already holds training checkpoints ({ckpt.name}); resume to "
+                          f"continue, or choose another output dir")
+    if ckpt is not None:
+        # Checked before loading, so a refused resume leaves `model` untouched.
+        saved = read_meta(ckpt).get("fingerprint", {})
+        diff = sorted(k for k in expected if saved.get(k) != expected[k])
+        if diff:
+            raise ConfigError(f"cannot resume from {ckpt}: data or config changed ({', '.join(diff)})")
+        load_checkpoint(accelerator, ckpt)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    batches, batches_epoch = None, -1
+    tokens, t0 = 0, time.perf_counter()
+    bar = tqdm(total=stop, initial=progress.step, desc=f"train {cfg.objective}", unit="step",
+               disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    try:
+        while progress.step < stop:
+            epoch, b = divmod(progress.step, steps_per_epoch)
+            if epoch != batches_epoch:
+                batches, batches_epoch = epoch_batches(examples, epoch, cfg.batch_size, cfg.seed), epoch
+            idx = batches[b * world + rank]  # steps_per_epoch * world <= len(batches)
+            batch = collate([examples[i] for i in idx], vocab.pad_id).to(accelerator.device)
+            losses = forward_losses(model, batch, vocab, per_example)
+            accelerator.backward(losses.total)
+            if cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            progress.step += 1
+            tokens += batch.n_tokens
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses.total.item():.3f}", L_a=f"{losses.audio.item():.3f}",
+                            L_e=f"{losses.emotion.item():.3f}", epoch=epoch)
+            if progress.step % cfg.log_every == 0 or progress.step == stop:
+                dt = time.perf_counter() - t0
+                progress.history.append({
+                    "step": progress.step, "epoch": epoch, "loss": losses.total.item(),
+                    "L_a": losses.audio.item(), "L_e": losses.emotion.item(),
+                    "lr": scheduler.get_last_lr()[0], "tokens_per_s": tokens / dt if dt > 0 else None})
+                tokens, t0 = 0, time.perf_counter()
+                if accelerator.is_main_process:
+                    atomic_write_json(os.path.join(out_dir, LOG_FILE),
+                                      {"config": asdict(cfg), "history": progress.history})
+            if progress.step % cfg.checkpoint_every == 0 or progress.step == stop:
+                save_checkpoint(accelerator, out_dir, progress.step, keep_last=cfg.keep_checkpoints,
+                                meta={"fingerprint": expected})
+            if callback is not None:
+                callback(progress.step, losses)
+    finally:
+        bar.close()
+    model.eval()
+    return accelerator.unwrap_model(model)

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from convmem.slm.stream import CodedDialogue, build_stream, dialogue_stream
+from convmem.slm.vocab import EmotionVocab
+
+V = EmotionVocab.tiny(codebook_size=10, labels=("neu", "hap", "sad", "ang"))  # a_0=1, end=11, emo 12..15
+
+
+def test_stream_layout_audio_end_then_emotion_when_present():
+    codes = [np.array([0, 9]), np.array([4]), np.array([], dtype=np.int64), np.array([2, 2, 2])]
+    s = build_stream(codes, V, ["hap", None, "neu", "ang"])
+    assert s.ids.tolist() == [1, 10, 11, 13, 5, 11, 11, 12, 3, 3, 3, 11, 15]
+    assert s.utt_start.tolist() == [0, 4, 6, 8]
+    assert s.audio_end_pos.tolist() == [2, 5, 6, 11]
+    assert s.emotion_pos.tolist() == [3, -1, 7, 12]
+    assert s.labels.tolist() == [1, -1, 0, 3]
+    assert [s.utterance_end(i) for i in range(4)] == [4, 6, 8, 13]
+    assert all(s.ids[s.audio_end_pos] == V.audio_end_id)
+
+
+def test_inference_stream_without_emotions_has_no_emotion_tokens():
+    s = build_stream([np.array([1]), np.array([2, 3])], V, [None, None])
+    assert s.ids.tolist() == [2, 11, 3, 4, 11]
+    assert s.emotion_pos.tolist() == [-1, -1]
+
+
+def test_coded_dialogue_stream_and_errors_name_utterance():
+    d = CodedDialogue("dlg7", [(np.array([1, 2]), "sad"), (np.array([3]), None)])
+    assert d.n_tokens == 3 + 1 + 2
+    assert len(dialogue_stream(d, V)) == d.n_tokens
+    bad = CodedDialogue("dlg7", [(np.array([1]), "sad"), (np.array([10]), None)])
+    with pytest.raises(ValueError, match=r"dialogue 'dlg7', utterance 1: audio code 10"):
+        dialogue_stream(bad, V)
+    with pytest.raises(ValueError, match=r"utterance 0: emotion 'fru'"):
+        build_stream([np.array([1])], V, ["fru"])
+    with pytest.raises(ValueError, match="2 utterances of codes but 1 emotions"):
+        build_stream([np.array([1]), np.array([1])], V, ["neu"])

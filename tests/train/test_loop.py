@@ -1,0 +1,164 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from convmem.errors import ConfigError
+from convmem.slm.model import SLMConfig, build_model, make_vocab
+from convmem.slm.stream import CodedDialogue, dialogue_stream
+from convmem.slm.windows import Example, collate, build_examples
+from convmem.train.checkpoint import latest_checkpoint
+from convmem.train.loop import TrainConfig, epoch_batches, train_slm
+
+LABELS = ("neu", "hap", "sad", "ang")
+SMALL = SLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, n_limit=64)
+
+
+def dialogues(n_dialogues=3, n_utts=6, seed=0, codebook=16):
+    """Emotion k speaks codes from its own quarter of the codebook, so it can be learnt."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in range(n_dialogues):
+        utts = []
+        for _ in range(n_utts):
+            k = int(rng.integers(0, 4))
+            lo = k * codebook // 4
+            codes = rng.integers(lo, lo + codebook // 4, int(rng.integers(3, 12))).astype(np.int64)
+            utts.append((codes, LABELS[k] if rng.random() < 0.85 else None))
+        out.append(CodedDialogue(f"d{d}", utts))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny shapes gain nothing from threads, and on a shared 2-core box they oversubscribe.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_at(k):
+    def cb(step, losses):
+        assert torch.isfinite(losses.total)
+        if step == k:
+            raise Interrupt
+    return cb
+
+
+@pytest.mark.parametrize("objective", ["paper", "dense"])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, objective):
+    vocab = make_vocab(SMALL, 16, LABELS)
+    data = dialogues()
+    cfg = TrainConfig(lr=2e-3, epochs=2, batch_size=4, objective=objective, n_o=16, n_p=16, n_q=32,
+                      checkpoint_every=3, log_every=1, seed=5)
+    if objective == "dense":
+        cfg.batch_size = 1  # few chunks: one per step so the run spans several checkpoints
+    full = train_slm(build_model(SMALL, vocab), vocab, data, cfg, tmp_path / "a")
+    steps = json.loads((tmp_path / "a" / "train_log.json").read_text())["history"][-1]["step"]
+    assert steps >= 6
+    with pytest.raises(Interrupt):
+        train_slm(build_model(SMALL, vocab), vocab, data, cfg, tmp_path / "b", callback=_stop_at(steps - 2))
+    ckpt = latest_checkpoint(tmp_path / "b")
+    assert ckpt is not None and int(ckpt.name.split("-")[1]) < steps - 1  # resumes mid-run, re-does steps
+    resumed = train_slm(build_model(SMALL, vocab), vocab, data, cfg, tmp_path / "b", resume=True)
+    a, b = full.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-7, rtol=0), k
+    start = build_model(SMALL, vocab).state_dict()
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # training did move the weights
+    log = json.loads((tmp_path / "b" / "train_log.json").read_text())["history"]
+    assert [h["step"] for h in log] == list(range(1, steps + 1))
+
+
+def test_resume_refusals(tmp_path):
+    vocab = make_vocab(SMALL, 16, LABELS)
+    cfg = TrainConfig(lr=1e-3, epochs=1, batch_size=8, n_o=16, n_p=16, n_q=32, checkpoint_every=100)
+    train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path)
+    with pytest.raises(ConfigError, match="already holds training checkpoints"):
+        train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path)
+    fresh = build_model(SMALL, vocab)
+    with pytest.raises(ConfigError, match="data or config changed.*examples"):
+        train_slm(fresh, vocab, dialogues(seed=1), cfg, tmp_path, resume=True)
+    untouched = build_model(SMALL, vocab).state_dict()
+    assert all(torch.equal(v, untouched[k]) for k, v in fresh.state_dict().items())
+    cfg.lr = 2e-3
+    with pytest.raises(ConfigError, match=r"changed \(lr\)"):
+        train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path, resume=True)
+    with pytest.raises(ConfigError, match="objective 'mlm'"):
+        train_slm(build_model(SMALL, vocab), vocab, dialogues(), TrainConfig(objective="mlm"), tmp_path / "x")
+    with pytest.raises(ConfigError, match="no utterances"):
+        train_slm(build_model(SMALL, vocab), vocab, [], cfg, tmp_path / "y")
+
+
+def _emotion_accuracy(model, vocab, data):
+    ex = build_examples((dialogue_stream(d, vocab) for d in data), vocab, "paper",
+                        TrainConfig(n_o=16, n_p=16, n_q=32).windows, 64)
+    ex = [e for e in ex if (e.le_labels != -100).any()]
+    batch = collate(ex, vocab.pad_id)
+    with torch.no_grad():
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids).logits[:, -1, list(vocab.emotion_ids)]
+    return float((out.argmax(-1) == batch.le_labels[:, -1]).float().mean())
+
+
+@pytest.mark.parametrize("objective", ["paper", "dense"])
+def test_training_learns_emotions_and_audio(tmp_path, objective):
+    torch.manual_seed(0)
+    vocab = make_vocab(SMALL, 16, LABELS)
+    data = dialogues(n_dialogues=6, n_utts=8, seed=2)
+    model = build_model(SMALL, vocab)
+    before = _emotion_accuracy(model.eval(), vocab, data)
+    # dense packs a dialogue into ~2 chunks: smaller batches give it a comparable number of steps
+    cfg = TrainConfig(lr=3e-3, epochs=12, batch_size=4 if objective == "paper" else 1, objective=objective,
+                      n_o=16, n_p=16, n_q=32, checkpoint_every=1000, log_every=5, warmup_frac=0.0)
+    model = train_slm(model, vocab, data, cfg, tmp_path)
+    after = _emotion_accuracy(model, vocab, data)
+    hist = json.loads((tmp_path / "train_log.json").read_text())["history"]
+    assert after >= 0.9 and after > before + 0.3, (before, after)
+    assert hist[-1]["L_a"] < hist[0]["L_a"] - 0.3  # codes of an utterance are predictable from its start
+    assert hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine schedule ran to its end
+
+
+def test_epoch_batches_are_a_seeded_permutation_grouped_by_length():
+    ex = [Example(torch.zeros(n, dtype=torch.long), torch.zeros(n), torch.zeros(n)) for n in range(1, 200)]
+    b0 = epoch_batches(ex, epoch=0, batch_size=8, seed=1)
+    assert sorted(i for b in b0 for i in b) == list(range(len(ex)))
+    assert b0 == epoch_batches(ex, epoch=0, batch_size=8, seed=1)
+    assert b0 != epoch_batches(ex, epoch=1, batch_size=8, seed=1)
+    assert b0 != epoch_batches(ex, epoch=0, batch_size=8, seed=2)
+    spread = np.mean([max(b) - min(b) for b in b0 if len(b) == 8])
+    assert spread < 40  # random batches of 8 from 199 lengths would spread ~150
+
+
+def test_train_config_check():
+    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+        TrainConfig(batch_size=0).check()
+    with pytest.raises(ConfigError, match="schedule 'step'"):
+        TrainConfig(schedule="step").check()
+
+
+def test_lora_backbone_resume_matches_and_trains_only_adapters(tmp_path):
+    from tests.slm.test_model import _hf_backbone
+
+    cfg_slm = SLMConfig(backbone=str(_hf_backbone(tmp_path / "base", tied=False, model_vocab=8)),
+                        lora_r=4, lora_alpha=4, n_limit=64)
+    vocab = make_vocab(cfg_slm, 16, LABELS)
+    data = dialogues(n_dialogues=2, n_utts=5)
+    cfg = TrainConfig(lr=1e-2, epochs=2, batch_size=1, objective="dense", checkpoint_every=2, log_every=1)
+    full = train_slm(build_model(cfg_slm, vocab), vocab, data, cfg, tmp_path / "a")
+    with pytest.raises(Interrupt):
+        train_slm(build_model(cfg_slm, vocab), vocab, data, cfg, tmp_path / "b", callback=_stop_at(3))
+    resumed = train_slm(build_model(cfg_slm, vocab), vocab, data, cfg, tmp_path / "b", resume=True)
+    start = build_model(cfg_slm, vocab)
+    a, b, s = full.state_dict(), resumed.state_dict(), start.state_dict()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-7, rtol=0), k
+        adapter = "lora_" in k or "trainable_tokens_delta" in k
+        assert torch.equal(a[k], s[k]) == (not adapter), k  # adapters moved, the backbone did not
