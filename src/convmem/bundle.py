@@ -1,0 +1,194 @@
+"""A trained model is a product: one self-contained directory that `predict`, `serve` and the
+experiment runner load, holding everything inference needs and nothing it must not see.
+
+    MODEL_DIR/
+      bundle.json      format, labels, n_limit, which parts exist, the run config that made it
+      tokenizer/       the fitted speech tokenizer (tokenizers.load_tokenizer)
+      slm/             the emotion SLM, LoRA merged in fp32 (slm.model.load_model)
+      classifier/      the classifier baseline (optional)
+      mal/             the MAL adapter: adapter.safetensors + mal.json (optional)
+      MODEL_CARD.md    training data, folds, scores, intended use, privacy
+
+`Bundle.memory(method)` builds the test-time memory a method names, so every caller gets the same
+method from the same name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from convmem.errors import ConfigError, ConvmemError
+from convmem.fileio import atomic_write_json
+
+FORMAT = "convmem-model"
+BUNDLE_FILE = "bundle.json"
+
+
+@dataclass
+class Bundle:
+    """Loaded parts of a model directory (see module doc)."""
+
+    path: Path
+    labels: tuple[str, ...]
+    n_limit: int
+    tokenizer: Any
+    slm: torch.nn.Module
+    vocab: Any
+    slm_config: Any
+    classifier: Any | None = None
+    mal_adapter: Any | None = None
+    mal_config: Any | None = None
+    dpm_config: Any | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        out = ["none", "window", "window_full", "dpm"]
+        if self.classifier is not None:
+            out.insert(3, "classifier")
+        if self.mal_adapter is not None:
+            out.append("mal")
+        return out
+
+    def memory(self, method: str, dpm_overrides: dict | None = None, window_full_limit: int | None = None):
+        """The Memory (memory/base.py) for `method`; `dpm*` methods take DPMConfig overrides."""
+        from convmem.memory.context import ContextMemory
+
+        emo = self.vocab.emotion_ids
+        if method == "none":
+            return ContextMemory.none(self.slm, emo, self.n_limit)
+        if method == "window":
+            return ContextMemory.window(self.slm, emo, self.n_limit)
+        if method == "window_full":
+            limit = window_full_limit or int(getattr(self.slm.config, "max_position_embeddings", self.n_limit))
+            return ContextMemory.window(self.slm, emo, limit)
+        if method == "classifier":
+            if self.classifier is None:
+                raise ConvmemError(f"{self.path}: this model has no classifier baseline")
+            from convmem.memory.classifier_memory import ClassifierMemory
+
+            return ClassifierMemory(self.classifier, emo, self.n_limit)
+        if method.startswith("dpm"):
+            from convmem.config import from_dict, to_dict
+            from convmem.memory.temp_lora import DPMConfig, DPMMemory
+
+            base = to_dict(self.dpm_config) if self.dpm_config is not None else {}
+            cfg = from_dict(DPMConfig, {**base, **(dpm_overrides or {})}, "dpm")
+            return DPMMemory(self.slm, emo, self.n_limit, cfg)
+        if method == "mal":
+            if self.mal_adapter is None:
+                raise ConvmemError(f"{self.path}: this model has no MAL adapter (train one with the runner)")
+            from convmem.memory.mal import MALMemory
+
+            return MALMemory(self.slm, self.mal_adapter, self.mal_config)
+        raise ConfigError(f"unknown method {method!r} (this model offers: {', '.join(self.methods)})")
+
+    def engine(self, method: str, emotion_tokens: str = "predicted", **kw):
+        from convmem.engine.conversation import ConversationEngine
+
+        mem = self.memory(method, **kw)
+        limit = getattr(mem, "n_limit", self.n_limit)
+        return ConversationEngine(mem, self.vocab.audio_end_id, self.vocab.emotion_ids, limit, emotion_tokens)
+
+
+def save_parts(path: Path, *, labels, n_limit: int, config: dict, tokenizer=None, slm=None,
+               classifier=None, mal_adapter=None, mal_config=None, dpm_config=None, card: str | None = None,
+               extra: dict | None = None) -> Path:
+    """Write (or add to) a model directory; each part is written atomically by its own saver."""
+    from convmem.config import to_dict
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None:
+        tokenizer.save(path / "tokenizer")
+    if slm is not None:
+        from convmem.slm.model import save_model
+
+        save_model(slm, path / "slm")
+    if classifier is not None:
+        classifier.save(path / "classifier")
+    if mal_adapter is not None:
+        from safetensors.torch import save
+
+        from convmem.fileio import atomic_open
+
+        (path / "mal").mkdir(exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in mal_adapter.state_dict().items()}
+        with atomic_open(path / "mal" / "adapter.safetensors", "wb") as fh:
+            fh.write(save(state))
+        atomic_write_json(path / "mal" / "mal.json", to_dict(mal_config))
+    info = _read_info(path) if (path / BUNDLE_FILE).exists() else {}
+    info.update({
+        "format": FORMAT,
+        "version": 1,
+        "labels": list(labels),
+        "n_limit": int(n_limit),
+        "config": config,
+        "dpm": to_dict(dpm_config) if dpm_config is not None else info.get("dpm"),
+        "parts": sorted(p.name for p in path.iterdir() if p.is_dir()),
+    })
+    info.update(extra or {})
+    atomic_write_json(path / BUNDLE_FILE, info)
+    if card is not None:
+        from convmem.fileio import atomic_write_text
+
+        atomic_write_text(path / "MODEL_CARD.md", card)
+    return path
+
+
+def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
+    """Load every part of a model directory (the SLM with its LoRA merged, fp32)."""
+    from convmem.config import from_dict
+    from convmem.memory.temp_lora import DPMConfig
+    from convmem.slm.model import load_model
+    from convmem.tokenizers.base import load_tokenizer
+
+    path = Path(path)
+    if not (path / BUNDLE_FILE).is_file():
+        raise ConvmemError(f"{path}: not a convmem model directory (no {BUNDLE_FILE}); train one with `convmem run`")
+    info = _read_info(path)
+    for part in ("tokenizer", "slm"):
+        if not (path / part).is_dir():
+            raise ConvmemError(f"{path}: model directory is incomplete: missing {part}/")
+    slm, vocab, slm_cfg = load_model(path / "slm", merge=True)
+    slm = slm.to(device).eval()
+    for p in slm.parameters():
+        p.requires_grad_(False)
+    labels = tuple(info["labels"])
+    if tuple(vocab.labels) != labels:
+        raise ConvmemError(f"{path}: labels in bundle.json {labels} differ from the SLM's {tuple(vocab.labels)}")
+    classifier = None
+    if (path / "classifier").is_dir():
+        from convmem.slm.classifier import EmotionClassifier
+
+        classifier = EmotionClassifier.load(path / "classifier").to(device).eval()
+    mal_adapter = mal_cfg = None
+    if (path / "mal").is_dir():
+        from safetensors.torch import load_file
+
+        from convmem.memory.mal import MALConfig
+        from convmem.memory.mal_layer import MALAdapter
+
+        mal_cfg = from_dict(MALConfig, json.loads((path / "mal" / "mal.json").read_text()), "mal")
+        mal_adapter = MALAdapter(slm.get_input_embeddings().embedding_dim, mal_cfg.memory)
+        mal_adapter.load_state_dict(load_file(str(path / "mal" / "adapter.safetensors")))
+        mal_adapter = mal_adapter.to(device).eval()
+    dpm_cfg = from_dict(DPMConfig, info["dpm"], "dpm") if info.get("dpm") else None
+    return Bundle(path=path, labels=labels, n_limit=int(info["n_limit"]), tokenizer=load_tokenizer(path / "tokenizer"),
+                  slm=slm, vocab=vocab, slm_config=slm_cfg, classifier=classifier, mal_adapter=mal_adapter,
+                  mal_config=mal_cfg, dpm_config=dpm_cfg, info=info)
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        info = json.loads((path / BUNDLE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConvmemError(f"{path / BUNDLE_FILE}: unreadable ({exc})") from None
+    if info.get("format") != FORMAT:
+        raise ConvmemError(f"{path / BUNDLE_FILE}: format is {info.get('format')!r}, expected {FORMAT!r}")
+    return info

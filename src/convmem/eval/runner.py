@@ -1,0 +1,429 @@
+"""The experiment runner: one config → corpus → LOSO folds → per fold: tokenizer fitted on the
+training sessions only → emotion SLM, classifier and MAL adapter trained → every listed method
+streamed over the held-out dialogues → predictions → results.json, report.md, plots.
+
+Resumable and safe: every stage leaves one artifact written atomically (a model part, a per-method
+predictions file); a rerun skips what is there, so a killed run continues where it stopped and ends
+with the same results.json. results.json holds no wall-clock figures for the same reason: timings go
+to cost.json and the report.
+
+Scale-out: under `accelerate launch`, evaluation shards the held-out dialogues across processes
+(rank r takes dialogues r, r+W, ...); the main process merges the shards in dialogue order, so the
+merged predictions equal a single process's. Training stages run on the main process only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convmem.config import to_dict
+from convmem.corpus.types import Dialogue
+from convmem.errors import ConfigError, ConvmemError
+from convmem.fileio import atomic_write_json, atomic_write_text
+from convmem.run_config import BASE_METHODS, RunConfig
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class Stage:
+    """Progress callback payload: which fold and stage the run is in."""
+
+    fold: str
+    stage: str
+    index: int
+    total: int
+
+
+def method_list(cfg: RunConfig) -> list[str]:
+    known = set(BASE_METHODS) | set(cfg.eval.dpm_variants)
+    bad = [m for m in cfg.eval.methods if m not in known]
+    if bad:
+        raise ConfigError(f"eval.methods: unknown method {bad[0]!r} (known: {', '.join(sorted(known))}; "
+                          "DPM variants are declared in eval.dpm_variants)")
+    return list(cfg.eval.methods)
+
+
+def run_experiment(cfg: RunConfig, out: str | Path | None = None,
+                   on_stage: Callable[[Stage], None] | None = None) -> Path:
+    """Run (or resume) the study `cfg` in `out` (default cfg.out_dir). Returns the output folder."""
+    import torch
+
+    from convmem.parallel import dist_info
+
+    out = Path(out or cfg.out_dir)
+    methods = method_list(cfg)
+    rank, world = dist_info()
+    if rank == 0:
+        _check_or_write_config(out, cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dialogues = _corpus(cfg, out, rank)
+    folds = _folds(cfg, dialogues)
+    stages_per_fold = 2 + len(methods)
+    total = len(folds) * stages_per_fold + 1
+    step = 0
+
+    def stage(fold: str, name: str) -> None:
+        nonlocal step
+        step += 1
+        if on_stage is not None and rank == 0:
+            on_stage(Stage(fold, name, step, total))
+
+    by_id = {d.dialogue_id: d for d in dialogues}
+    for fold in folds:
+        fdir = out / "folds" / fold.name
+        train = [by_id[i] for i in fold.train_ids]
+        test = [by_id[i] for i in fold.test_ids]
+        stage(fold.name, "train models")
+        if rank == 0:
+            train_fold_models(cfg, train, fdir / "model", methods, out / "cache", fold_info=fold_info(fold, by_id))
+        _barrier(world)
+        bundle = None
+        for method in methods:
+            stage(fold.name, f"eval {method}")
+            pred_file = fdir / f"predictions_{method}.json"
+            if pred_file.exists():
+                continue
+            if bundle is None:
+                from convmem.bundle import load_bundle
+
+                bundle = load_bundle(fdir / "model")
+                codes = _encode(bundle.tokenizer, test, out / "cache", "test")
+            rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold.name, rank, world)
+            _write_shard(pred_file, rows, cost, rank, world)
+        stage(fold.name, "done")
+    stage("all", "report")
+    if rank == 0:
+        finish_report(cfg, out, [f.name for f in folds], methods)
+    return out
+
+
+def fold_info(fold, by_id) -> dict:
+    return {
+        "fold": fold.name,
+        "test_sessions": list(fold.test_sessions),
+        "train_sessions": sorted({by_id[i].session for i in fold.train_ids}),
+        "train_dialogues": len(fold.train_ids),
+        "test_dialogues": len(fold.test_ids),
+    }
+
+
+# ---------------------------------------------------------------- corpus and folds
+
+def _corpus(cfg: RunConfig, out: Path, rank: int) -> list[Dialogue]:
+    from convmem.corpus.manifest import read_manifest
+
+    if cfg.corpus.manifest:
+        return read_manifest(cfg.corpus.manifest, labels=cfg.corpus.labels)
+    manifest = out / "corpus" / "manifest.jsonl"
+    if not manifest.exists():
+        if rank != 0:
+            raise ConvmemError("the synthetic corpus must be generated before a multi-process run "
+                               "(run `convmem synth` and set corpus.manifest)")
+        from convmem.corpus.synth import synthesize_corpus
+
+        synthesize_corpus(out / "corpus", preset=cfg.corpus.synth_preset, seed=cfg.corpus.synth_seed)
+    return read_manifest(manifest, labels=cfg.corpus.labels)
+
+
+def _folds(cfg: RunConfig, dialogues: list[Dialogue]):
+    from convmem.corpus.splits import check_speaker_disjoint, loso_folds, predefined_fold
+
+    if cfg.folds.scheme == "official":
+        return [predefined_fold(dialogues, allow_speaker_overlap=cfg.folds.allow_speaker_overlap)]
+    folds = loso_folds(dialogues)
+    if cfg.folds.test_sessions is not None:
+        wanted = set(cfg.folds.test_sessions)
+        known = {s for f in folds for s in f.test_sessions}
+        missing = sorted(wanted - known)
+        if missing:
+            raise ConfigError(f"folds.test_sessions: unknown session {missing[0]!r} (corpus has {', '.join(sorted(known))})")
+        folds = [f for f in folds if set(f.test_sessions) & wanted]
+    for f in folds:
+        check_speaker_disjoint(dialogues, f)
+    return folds
+
+
+def _check_or_write_config(out: Path, cfg: RunConfig) -> None:
+    """A run folder belongs to one config: resuming with a different one is an error."""
+    path = out / CONFIG_FILE
+    current = to_dict(cfg)
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != current:
+            diff = sorted(_diff_keys(previous, current))
+            raise ConfigError(f"{out}: holds a run with a different config (differs at: {', '.join(diff[:5])}); "
+                              "use another out folder")
+        return
+    atomic_write_json(path, current)
+
+
+def _diff_keys(a, b, prefix="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return [k for key in keys for k in _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+# ---------------------------------------------------------------- codes
+
+def _encode(tokenizer, dialogues: list[Dialogue], cache_root: Path, what: str) -> dict[str, np.ndarray]:
+    from convmem.tokenizers.cache import CodeCache, encode_dialogues
+
+    return encode_dialogues(tokenizer, dialogues, CodeCache(cache_root))
+
+
+def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray]):
+    from convmem.slm.stream import CodedDialogue
+
+    return [CodedDialogue(d.dialogue_id, [(codes[u.id], u.emotion) for u in d.utterances]) for d in dialogues]
+
+
+# ---------------------------------------------------------------- training a fold's models
+
+def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, methods: list[str],
+                      cache_root: Path, fold_info: dict | None = None) -> Path:
+    """Fit the tokenizer on `train` only, then train the SLM, classifier and MAL adapter; each part
+    is saved into `model_dir` as soon as it exists, and skipped on a rerun."""
+    import torch
+
+    from convmem.bundle import BUNDLE_FILE, save_parts
+    from convmem.slm.model import build_model, load_model, make_vocab
+    from convmem.tokenizers.base import build_tokenizer, load_tokenizer
+
+    torch.manual_seed(cfg.seed)
+    labels = tuple(cfg.corpus.labels)
+    common = dict(labels=labels, n_limit=cfg.slm.n_limit, config=to_dict(cfg), dpm_config=cfg.dpm)
+    if (model_dir / "tokenizer").is_dir():
+        tokenizer = load_tokenizer(model_dir / "tokenizer")
+    else:
+        from convmem.tokenizers.cache import fit_on_dialogues
+
+        tokenizer = build_tokenizer(cfg.tokenizer.kind, **cfg.tokenizer.options)
+        sessions = sorted({d.session for d in train})
+        fit_on_dialogues(tokenizer, train, sessions)
+        save_parts(model_dir, tokenizer=tokenizer, **common)
+    codes = _encode(tokenizer, train, cache_root, "train")
+    coded = coded_dialogues(train, codes)
+
+    if (model_dir / "slm").is_dir():
+        slm, vocab, _ = load_model(model_dir / "slm", merge=True)
+    else:
+        from convmem.train.loop import train_slm
+
+        vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
+        slm = build_model(cfg.slm, vocab)
+        slm = train_slm(slm, vocab, coded, cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
+        save_parts(model_dir, slm=slm, **common)
+        slm, vocab, _ = load_model(model_dir / "slm", merge=True)
+    slm.eval()
+    for p in slm.parameters():
+        p.requires_grad_(False)
+
+    if "classifier" in methods and not (model_dir / "classifier").is_dir():
+        from convmem.slm.classifier import EmotionClassifier
+        from convmem.slm.stream import dialogue_stream
+        from convmem.train.classifier_trainer import train_classifier, windows_from_stream
+
+        windows = [w for cd in coded for w in windows_from_stream(dialogue_stream(cd, vocab), cfg.slm.n_limit)]
+        clf = EmotionClassifier.from_slm(slm.get_input_embeddings(), cfg.classifier_config())
+        clf = train_classifier(clf, windows, cfg.classifier_train)
+        save_parts(model_dir, classifier=clf, **common)
+
+    if any(m == "mal" for m in methods) and not (model_dir / "mal").is_dir():
+        from convmem.memory.mal import MALMemory
+        from convmem.train.mal_trainer import UtteranceTokens, train_mal
+
+        mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
+        adapter = MALMemory.build(slm, mal_cfg).adapter
+        dialogues = [[UtteranceTokens(vocab.audio_ids(c), None if e is None else labels.index(e))
+                      for c, e in cd.utterances] for cd in coded]
+        train_mal(slm, adapter, dialogues, cfg.mal_train, mal_cfg, vocab.audio_end_id)
+        save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
+
+    if not (model_dir / "MODEL_CARD.md").exists():
+        from convmem.model_card import render_card
+
+        save_parts(model_dir, card=render_card(cfg, fold_info or {}, train), **common)
+    assert (model_dir / BUNDLE_FILE).exists()
+    return model_dir
+
+
+# ---------------------------------------------------------------- evaluation
+
+def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], codes: dict[str, np.ndarray],
+                    fold: str, rank: int = 0, world: int = 1) -> tuple[list[dict], dict]:
+    """Stream this process's share of `test` through `method`; returns prediction rows and cost.
+
+    Gold labels are read only after the engine has returned, to score.
+    """
+    import torch
+
+    overrides = cfg.eval.dpm_variants.get(method) if method in cfg.eval.dpm_variants else None
+    engine = bundle.engine("dpm" if overrides is not None else method, emotion_tokens=cfg.eval.emotion_tokens,
+                           **({"dpm_overrides": overrides} if overrides is not None else {}),
+                           **({"window_full_limit": cfg.eval.window_full_limit} if method == "window_full" else {}))
+    mine = test[rank::world]
+    convs = [[bundle.vocab.audio_ids(codes[u.id]) for u in d.utterances] for d in mine]
+    t0 = time.perf_counter()
+    with torch.no_grad() if method in ("none", "window", "window_full", "classifier") else _nullcontext():
+        results = engine.run(convs, keys=[d.dialogue_id for d in mine], batch_size=cfg.eval.batch_size)
+    seconds = time.perf_counter() - t0
+    close = getattr(engine.memory, "close", None)
+    if close is not None:
+        close()
+    labels = bundle.labels
+    rows = []
+    for d, res, conv in zip(mine, results, convs):
+        scored = [i for i, u in enumerate(d.utterances) if u.emotion is not None]
+        last = scored[-1] if scored else -1
+        probs = torch.softmax(torch.from_numpy(res.logits), -1).numpy()
+        for i in scored:
+            u = d.utterances[i]
+            own = int(conv[i].numel()) + 1
+            loss = float(res.write_loss[i])
+            rows.append({
+                "dialogue": d.dialogue_id, "utterance": u.id, "fold": fold, "method": method, "position": i,
+                "gold": u.emotion, "predicted": labels[int(res.logits[i].argmax())],
+                "probs": [float(p) for p in probs[i]],
+                "history_tokens": int(res.history_tokens[i]),
+                "long_context": bool(res.history_tokens[i] + own > bundle.n_limit),
+                "last_scored": i == last, "write_loss": None if math.isnan(loss) else loss,
+                "session": d.session, "speaker": u.speaker,
+            })
+    n_utts = sum(len(d.utterances) for d in mine)
+    audio_s = sum(d.duration for d in mine)
+    cost = {"seconds": seconds, "utterances": n_utts, "audio_seconds": audio_s}
+    return rows, cost
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def _write_shard(path: Path, rows: list[dict], cost: dict, rank: int, world: int) -> None:
+    if world == 1:
+        atomic_write_json(path, {"rows": rows, "cost": cost}, indent=None)
+        return
+    shard = path.with_name(f"{path.stem}.rank{rank}of{world}.json")
+    atomic_write_json(shard, {"rows": rows, "cost": cost}, indent=None)
+    _barrier(world)
+    if rank == 0:
+        parts = [json.loads(path.with_name(f"{path.stem}.rank{r}of{world}.json").read_text()) for r in range(world)]
+        merged = merge_shards([p["rows"] for p in parts])
+        total = {"seconds": max(p["cost"]["seconds"] for p in parts),
+                 "utterances": sum(p["cost"]["utterances"] for p in parts),
+                 "audio_seconds": sum(p["cost"]["audio_seconds"] for p in parts), "processes": world}
+        atomic_write_json(path, {"rows": merged, "cost": total}, indent=None)
+        for r in range(world):
+            path.with_name(f"{path.stem}.rank{r}of{world}.json").unlink()
+    _barrier(world)
+
+
+def merge_shards(shards: list[list[dict]]) -> list[dict]:
+    """Interleave rank-strided shards back into dialogue order (rank r held dialogues r, r+W, ...)."""
+    by_rank = []
+    for rows in shards:
+        dialogues: list[list[dict]] = []
+        for row in rows:
+            if not dialogues or dialogues[-1][0]["dialogue"] != row["dialogue"]:
+                dialogues.append([])
+            dialogues[-1].append(row)
+        by_rank.append(dialogues)
+    merged = []
+    for i in range(max((len(d) for d in by_rank), default=0)):
+        for dialogues in by_rank:
+            if i < len(dialogues):
+                merged.extend(dialogues[i])
+    return merged
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+# ---------------------------------------------------------------- report
+
+def finish_report(cfg: RunConfig, out: Path, folds: list[str], methods: list[str]) -> Path:
+    """Merge every fold's predictions into results.json, predictions.csv, plots and report.md."""
+    from convmem.eval.predictions import Prediction, table_from_predictions, write_predictions_csv
+    from convmem.eval.plots import write_plots
+    from convmem.eval.report import write_report
+    from convmem.eval.results import ResultsConfig, build_results, recompute_check, write_results_json
+    from convmem.eval.stats import BootstrapConfig
+
+    preds, cost = [], {}
+    for fold in folds:
+        for method in methods:
+            blob = json.loads((out / "folds" / fold / f"predictions_{method}.json").read_text())
+            for r in blob["rows"]:
+                preds.append(Prediction(**{**r, "probs": tuple(r["probs"])}))
+            c = cost.setdefault(method, {"seconds": 0.0, "utterances": 0, "audio_seconds": 0.0})
+            for k in c:
+                c[k] += blob["cost"][k]
+    labels = tuple(cfg.corpus.labels)
+    table = table_from_predictions(preds, labels, origin=str(out))
+    meta = {
+        "corpus": cfg.corpus.name, "caveat": cfg.corpus.caveat, "folds": folds, "seeds": [cfg.seed],
+        "n_limit": cfg.slm.n_limit, "config": cfg.name, "methods": methods, "commit": _commit(),
+    }
+    rcfg = ResultsConfig(bootstrap=BootstrapConfig(n_resamples=cfg.eval.bootstrap, seed=cfg.seed))
+    pred_path = out / "predictions.csv"
+    write_predictions_csv(pred_path, table)
+    results = build_results(table, meta, rcfg)
+    bad = recompute_check(results, pred_path)
+    if bad:
+        raise ConvmemError(f"{pred_path}: results do not recompute from the predictions: {bad[:5]}")
+    write_results_json(out / "results.json", results)
+    cost_table = {m: {"seconds_per_utterance": c["seconds"] / max(1, c["utterances"]),
+                      "real_time_factor": c["seconds"] / max(1e-9, c["audio_seconds"]),
+                      "utterances": c["utterances"]} for m, c in cost.items()}
+    atomic_write_json(out / "cost.json", cost_table)
+    shown = {**results, "cost": cost_table}
+    plots = write_plots(shown, out)
+    return write_report(shown, out, plots)
+
+
+def _commit() -> str:
+    """The code version that produced the figures (git commit of the package's checkout)."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return sha or "unknown"
+
+
+def headline(out: Path) -> str:
+    """A short text table of WA/UA/WF1 per method (all utterances and long context)."""
+    res = json.loads((Path(out) / "results.json").read_text())
+    lines = [f"{'method':<14}{'bucket':<19}{'n':>6}{'WA':>8}{'UA':>8}{'WF1':>8}"]
+    for m, blk in res["methods"].items():
+        for b in ("all", "long_context", "complete_dialogue"):
+            x = blk["buckets"].get(b)
+            if not x or not x.get("n"):
+                continue
+            f = lambda v: "   -  " if v is None else f"{100 * v:6.1f}"  # noqa: E731
+            lines.append(f"{m:<14}{b:<19}{x['n']:>6}{f(x['wa']):>8}{f(x['ua']):>8}{f(x['wf1']):>8}")
+    return "\n".join(lines)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write_text(path, text)

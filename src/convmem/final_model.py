@@ -1,0 +1,17 @@
+"""The final model of a study: the same recipe trained on every session (no held-out fold)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def train_final(cfg, out: Path) -> Path:
+    """Train tokenizer, SLM, classifier and MAL on all sessions into `out/final_model`."""
+    from convmem.corpus.manifest import read_manifest
+    from convmem.eval.runner import method_list, train_fold_models
+
+    manifest = Path(cfg.corpus.manifest) if cfg.corpus.manifest else out / "corpus" / "manifest.jsonl"
+    dialogues = read_manifest(manifest, labels=cfg.corpus.labels)
+    sessions = sorted({d.session for d in dialogues})
+    info = {"fold": "final", "train_sessions": sessions, "test_sessions": []}
+    return train_fold_models(cfg, dialogues, out / "final_model", method_list(cfg), out / "cache", fold_info=info)

@@ -1,0 +1,120 @@
+"""The experiment config: one YAML file (+ `key=value` overrides) describes a whole study.
+
+Sections reuse the library's own dataclasses (SLMConfig, TrainConfig, DPMConfig, MALConfig, ...),
+so a field has one definition and one default. Unknown keys and wrong types are errors naming the
+dotted key (convmem.config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from convmem.memory.mal import MALConfig
+from convmem.memory.temp_lora import DPMConfig
+from convmem.slm.classifier import ClassifierConfig
+from convmem.slm.model import SLMConfig
+from convmem.train.classifier_trainer import ClassifierTrainConfig
+from convmem.train.loop import TrainConfig
+from convmem.train.mal_trainer import MALTrainConfig
+
+# Methods the runner knows. "dpm:<variant>" methods take DPM overrides from eval.dpm_variants.
+BASE_METHODS = ("none", "window", "window_full", "classifier", "dpm", "mal")
+
+
+@dataclass
+class CorpusSection:
+    """Where conversations come from.
+
+    manifest: a manifest made by `convmem synth` or `convmem corpus ...` (relative to the config's
+        working directory). When empty, the synthetic corpus `synth_preset`/`synth_seed` is
+        generated into `<out>/corpus` (once; a resumed run reuses it).
+    """
+
+    manifest: str | None = None
+    synth_preset: str = "default"
+    synth_seed: int = 0
+    labels: list[str] = field(default_factory=lambda: ["neu", "hap", "sad", "ang"])
+    name: str = "synthetic (eSpeak NG pseudo-conversations)"
+    caveat: str = ""
+
+
+@dataclass
+class FoldsSection:
+    """scheme "loso": leave-one-session-out, `test_sessions` limits which folds run (None = all).
+    scheme "official": the corpus's own train/dev/test sessions (MELD); MELD's speakers recur across
+    its splits, so it needs `allow_speaker_overlap: true`, stated in the report."""
+
+    scheme: Literal["loso", "official"] = "loso"
+    test_sessions: list[str] | None = None
+    allow_speaker_overlap: bool = False
+
+
+@dataclass
+class TokenizerSection:
+    """kind: kmeans | ssl-kmeans | s3; `options` go to the tokenizer's constructor
+    (e.g. codebook_size, model_dir, layer, onnx_path). Fitted on each fold's training sessions."""
+
+    kind: str = "kmeans"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class EvalSection:
+    """methods: any of BASE_METHODS plus names defined in dpm_variants (e.g. "dpm_stride").
+    batch_size: conversations per batch in the engine. emotion_tokens: the model's own predictions
+    ("predicted", default) or "none" — gold tokens are never an option here."""
+
+    methods: list[str] = field(default_factory=lambda: ["none", "window", "classifier", "dpm", "mal"])
+    batch_size: int = 8
+    emotion_tokens: Literal["predicted", "none"] = "predicted"
+    dpm_variants: dict = field(default_factory=dict)
+    bootstrap: int = 1000
+    window_full_limit: int | None = None  # None = the model's max positions
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    out: str = "runs/{name}"
+    seed: int = 0
+    threads: int | None = None  # torch threads; None = torch's default (all cores)
+    final: bool = False  # also train a final model on every session
+    corpus: CorpusSection = field(default_factory=CorpusSection)
+    folds: FoldsSection = field(default_factory=FoldsSection)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    slm: SLMConfig = field(default_factory=SLMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # ClassifierConfig minus n_labels (that comes from corpus.labels); checked at load time
+    classifier: dict = field(default_factory=dict)
+    classifier_train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
+    dpm: DPMConfig = field(default_factory=DPMConfig)
+    # MALConfig minus the vocabulary ids (emotion_ids, audio_id_range come from the model)
+    mal: dict = field(default_factory=dict)
+    mal_train: MALTrainConfig = field(default_factory=MALTrainConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def __post_init__(self) -> None:
+        # fail at load time, not after an hour of training
+        self.classifier_config()
+        self.mal_config(emotion_ids=(0,), audio_id_range=(0, 1))
+
+    def classifier_config(self) -> ClassifierConfig:
+        from convmem.config import from_dict
+
+        return from_dict(ClassifierConfig, {**self.classifier, "n_labels": len(self.corpus.labels)}, "classifier")
+
+    def mal_config(self, emotion_ids, audio_id_range) -> MALConfig:
+        from convmem.config import from_dict
+
+        ids = {"emotion_ids": tuple(emotion_ids), "audio_id_range": tuple(audio_id_range)}
+        for key in ids:
+            if key in self.mal:
+                from convmem.errors import ConfigError
+
+                raise ConfigError(f"mal.{key}: comes from the trained model's vocabulary, do not set it")
+        return from_dict(MALConfig, {**self.mal, **ids}, "mal")
+
+    @property
+    def out_dir(self) -> str:
+        return self.out.format(name=self.name)
