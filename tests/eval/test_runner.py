@@ -1,0 +1,114 @@
+"""End to end: the tiny synthetic preset through the whole runner, resume after a kill, and the
+2-process sharded evaluation. Slow by nature (a few minutes in all on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from convmem.config import load_config
+from convmem.eval.predictions import read_predictions_csv
+from convmem.eval.results import recompute_check, validate_results
+from convmem.run_config import RunConfig
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "name=tiny", "threads=1", "eval.bootstrap=200", "eval.batch_size=4",
+    "eval.methods=[none,window,classifier,dpm,dpm_surprise,mal]",
+    "eval.dpm_variants={dpm_surprise: {stepping: surprise}}",
+    "tokenizer.options={codebook_size: 32}",
+    "slm.hidden_size=64", "slm.num_layers=2", "slm.num_heads=2", "slm.intermediate_size=128",
+    "slm.n_limit=128", "slm.max_position_embeddings=2048",
+    "train.epochs=2", "train.lr=3.0e-3", "train.objective=dense", "train.checkpoint_every=20",
+    "classifier_train.epochs=1", "classifier_train.batch_size=8", "classifier_train.progress=false",
+    "classifier={n_layers: 1, n_heads: 2}",
+    "dpm.rank=8", "dpm.alpha=8", "dpm.lr=1.0e-3", "dpm.n_r=48",
+    "mal_train.epochs=1",
+]
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "convmem", *args], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "tiny"
+    res = _cli("synth", str(out), "--preset", "tiny", "--seed", "3")
+    assert res.returncode == 0, res.stderr
+    return out / "manifest.jsonl"
+
+
+@pytest.fixture(scope="module")
+def overrides(corpus) -> list[str]:
+    return TINY + [f"corpus.manifest={corpus}"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, overrides) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "full"
+    t0 = time.perf_counter()
+    res = _cli("run", "--out", str(out), "-", *overrides, input="")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    print(f"tiny end-to-end run: {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def test_results_follow_schema_and_recompute_from_predictions(full_run):
+    results = json.loads((full_run / "results.json").read_text())
+    validate_results(results)
+    assert recompute_check(results, full_run / "predictions.csv") == []
+    table = read_predictions_csv(full_run / "predictions.csv")
+    assert set(results["methods"]) == {"none", "window", "classifier", "dpm", "dpm_surprise", "mal"}
+    assert len(table) > 0
+    for name in ("report.md", "cost.json", "plots/accuracy_vs_history.png"):
+        assert (full_run / name).exists(), name
+    report = (full_run / "report.md").read_text()
+    assert "Table 1" in report and "dpm" in report
+    # every fold's model directory is a self-contained product
+    for fold in (full_run / "folds").iterdir():
+        assert {"tokenizer", "slm", "classifier", "mal"} <= {p.name for p in (fold / "model").iterdir()}
+        assert (fold / "model" / "MODEL_CARD.md").exists()
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path, overrides, full_run):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "convmem", "run", "--out", str(out), "-", *overrides],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    # kill once the first fold's first method is evaluated: models and some predictions exist, not all
+    while time.time() < deadline and not list(out.glob("folds/*/predictions_none.json")):
+        if proc.poll() is not None:
+            pytest.fail("the run ended before it could be killed")
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists()
+    res = _cli("run", "--out", str(out), "-", *overrides)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert json.loads((out / "results.json").read_text()) == json.loads((full_run / "results.json").read_text())
+
+
+def test_two_process_evaluation_equals_one(tmp_path, overrides, full_run):
+    pytest.importorskip("accelerate")
+    out = tmp_path / "two"
+    shutil.copytree(full_run, out)
+    for p in list(out.glob("folds/*/predictions_*.json")) + [out / "results.json", out / "predictions.csv"]:
+        p.unlink()
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "convmem", "run", "--out", str(out), "-", *overrides]
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert json.loads((out / "results.json").read_text()) == json.loads((full_run / "results.json").read_text())
+    assert (out / "predictions.csv").read_text() == (full_run / "predictions.csv").read_text()
