@@ -1,0 +1,90 @@
+"""`convmem predict MODEL AUDIO`: emotion timeline of a recording (thin wrapper over convmem.predict)."""
+
+from __future__ import annotations
+
+import argparse
+
+OUT_SUFFIXES = (".json", ".csv")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "predict", help="emotion timeline of a recording of any length (JSON/CSV + PNG)",
+        description="Split a recording into utterances (silero-vad, or a segments file), stream them through "
+                    "the model's test-time memory and write start, end, emotion and probabilities per "
+                    "utterance, plus a PNG timeline. Memory use is constant in the recording's length.")
+    p.add_argument("model", help="model directory (e.g. the final_model/ of `convmem run`)")
+    p.add_argument("audio", help="wav/flac/ogg recording, any sample rate and channel count")
+    p.add_argument("--segments", metavar="FILE",
+                   help="utterance times instead of VAD: CSV (start,end[,speaker] header), RTTM or IEMOCAP-style "
+                        "'[start - end]<TAB>id<TAB>label' lines (labels are ignored)")
+    p.add_argument("--memory", default="dpm", metavar="METHOD",
+                   help="dpm | mal | window | none (or any method the model offers; default dpm)")
+    p.add_argument("--out", metavar="FILE", help="timeline .json or .csv (default: <audio name>.timeline.json here)")
+    p.add_argument("--plot", metavar="PNG", help="timeline picture (default: beside --out, .png)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
+    g = p.add_argument_group("voice-activity segmentation (without --segments)")
+    g.add_argument("--min-utterance", type=float, default=0.5, metavar="S", help="drop speech shorter than this (0.5)")
+    g.add_argument("--max-utterance", type=float, default=15.0, metavar="S",
+                   help="cut longer speech at its least speech-like moment (15)")
+    g.add_argument("--min-silence", type=float, default=0.3, metavar="S", help="pause that ends an utterance (0.3)")
+    g.add_argument("--vad-threshold", type=float, default=0.5, metavar="P", help="silero speech threshold (0.5)")
+    g.add_argument("--vad-backend", default="auto", choices=("auto", "onnx", "jit"),
+                   help="silero runtime: onnx (faster, needs onnxruntime), jit (torch only), auto (default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from convmem.audio.vad import VADConfig
+    from convmem.errors import ConfigError
+
+    audio = Path(args.audio)
+    out = Path(args.out) if args.out else Path(f"{audio.stem}.timeline.json")
+    if out.suffix.lower() not in OUT_SUFFIXES:
+        raise ConfigError(f"--out {out}: must end in .json or .csv")
+    plot = None if args.no_plot else Path(args.plot) if args.plot else out.with_suffix(".png")
+    vad = VADConfig(threshold=args.vad_threshold, min_utterance_s=args.min_utterance,
+                    max_utterance_s=args.max_utterance, min_silence_s=args.min_silence, backend=args.vad_backend)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from convmem.audio.io import audio_info
+    from convmem.predict import Predictor
+
+    audio_info(audio)  # a bad recording fails before the model is loaded
+    segments = None
+    if args.segments:
+        from convmem.audio.segments import read_segments
+
+        segments = read_segments(args.segments)
+    predictor = Predictor.load(args.model, memory=args.memory, device=args.device, vad=vad)
+    timeline = predictor.predict(audio, segments=segments, progress=not args.quiet)
+    if args.segments:
+        timeline.segmentation = args.segments
+    (timeline.to_csv if out.suffix.lower() == ".csv" else timeline.to_json)(out)
+    if plot is not None:
+        timeline.plot(plot)
+    print(summary(timeline))
+    print(f"timeline: {out}")
+    if plot is not None:
+        print(f"plot:     {plot}")
+    return 0
+
+
+def summary(timeline) -> str:
+    """A few lines: utterances, minutes, emotion counts."""
+    n = len(timeline.utterances)
+    speech = sum(u.end - u.start for u in timeline.utterances)
+    counts = timeline.emotion_counts()
+    lines = [f"{timeline.audio}: {timeline.duration / 60:.1f} min, {n} utterances "
+             f"({speech / 60:.1f} min of speech), memory={timeline.memory}, segmentation={timeline.segmentation}"]
+    if timeline.dropped_short:
+        lines.append(f"  {timeline.dropped_short} speech burst(s) shorter than the minimum utterance were skipped")
+    lines.append("  " + "  ".join(f"{k}: {v} ({100 * v / n:.0f}%)" if n else f"{k}: 0" for k, v in counts.items()))
+    return "\n".join(lines)

@@ -1,0 +1,359 @@
+"""Emotion timelines of real recordings of any length, and the live-session API the service wraps.
+
+    predictor = Predictor.load("runs/x/final_model", memory="dpm")
+    timeline = predictor.predict("meeting.wav")            # or a float32 array + sample_rate
+    timeline.to_json("meeting.timeline.json"); timeline.plot("meeting.png")
+
+    session = predictor.open_session("caller-42")          # live: audio chunks in, utterances out
+    for chunk in microphone: for u in session.push_audio(chunk, 16000): show(u)
+    session.flush(); session.close()
+
+A recording streams through the memory utterance by utterance (`ConversationEngine.open`): the
+file is read in blocks, segmented online by silero-vad (audio/vad.py) or cut at given segments
+(audio/segments.py), each utterance is tokenized and pushed, and then dropped. Memory is constant
+in the recording's length: one block, one open utterance, and the memory's bounded state; only
+the small per-utterance results accumulate. No gold label is read anywhere here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from convmem.audio.segments import TimeSegment
+from convmem.audio.vad import (
+    SAMPLE_RATE,
+    StreamingSegmenter,
+    StreamResampler,
+    VADConfig,
+    check_wave,
+    resolve_backend,
+)
+from convmem.errors import AudioError, ConfigError, ConvmemError
+
+BLOCK_SECONDS = 30.0  # file blocks read at once: bounds memory, amortises VAD/read overhead
+MAX_CHUNK_SECONDS = 60.0  # one live push_audio call
+MAX_UTTERANCE_SECONDS = 120.0  # one push_utterance call (the SLM truncates long ones anyway)
+_NO_GRAD_METHODS = ("none", "window", "window_full", "classifier")  # memories that never backprop
+
+
+@dataclass
+class UtteranceEmotion:
+    """One utterance's prediction: [start, end) seconds, speaker if known, label and probabilities."""
+
+    start: float
+    end: float
+    speaker: str | None
+    emotion: str
+    probs: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
+                "emotion": self.emotion, "probs": {k: round(v, 5) for k, v in self.probs.items()}}
+
+
+@dataclass
+class Timeline:
+    """Per-utterance emotions of one recording, in time order."""
+
+    utterances: list[UtteranceEmotion]
+    labels: tuple[str, ...]
+    duration: float
+    memory: str
+    model: str
+    audio: str | None = None
+    segmentation: str = "vad"  # "vad" or the segments file
+    dropped_short: int = 0  # speech bursts shorter than the minimum utterance, not predicted
+    info: dict = field(default_factory=dict)
+
+    def emotion_counts(self) -> dict[str, int]:
+        counts = {k: 0 for k in self.labels}
+        for u in self.utterances:
+            counts[u.emotion] += 1
+        return counts
+
+    def to_dict(self) -> dict:
+        return {"audio": self.audio, "model": self.model, "memory": self.memory,
+                "segmentation": self.segmentation, "duration_s": round(self.duration, 3),
+                "labels": list(self.labels), "dropped_short": self.dropped_short,
+                "emotion_counts": self.emotion_counts(), **self.info,
+                "utterances": [u.to_json() for u in self.utterances]}
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the timeline as JSON, atomically."""
+        from convmem.fileio import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+        return Path(path)
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write `start,end,speaker,emotion,p_<label>...` rows, atomically."""
+        from convmem.fileio import atomic_write_text
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["start", "end", "speaker", "emotion", *(f"p_{k}" for k in self.labels)])
+        for u in self.utterances:
+            w.writerow([f"{u.start:.3f}", f"{u.end:.3f}", u.speaker or "", u.emotion,
+                        *(f"{u.probs[k]:.5f}" for k in self.labels)])
+        atomic_write_text(path, buf.getvalue())
+        return Path(path)
+
+    def plot(self, path: str | Path) -> Path:
+        """PNG timeline (see timeline_plot.py)."""
+        from convmem.timeline_plot import plot_timeline
+
+        return plot_timeline(self, path)
+
+
+class Predictor:
+    """A model directory loaded once, then applied to any number of recordings or live sessions."""
+
+    def __init__(self, bundle, memory: str = "dpm", vad: VADConfig = VADConfig()):
+        self.bundle = bundle
+        self.memory = memory
+        self.vad = vad
+        self.labels = tuple(bundle.labels)
+        self.engine = bundle.engine(memory)  # ConfigError for a method this model does not offer
+
+    @classmethod
+    def load(cls, model_dir: str | Path, memory: str = "dpm", device: str = "cpu",
+             vad: VADConfig = VADConfig()) -> "Predictor":
+        """Load `model_dir` (a `convmem run` final model) for `memory` (dpm|mal|window|none|...)."""
+        from convmem.bundle import load_bundle
+
+        return cls(load_bundle(model_dir, device=device), memory=memory, vad=vad)
+
+    def open_session(self, key: str = "live") -> "LiveSession":
+        """A fresh conversation memory; `key` seeds it (same key + same audio = same output)."""
+        return LiveSession(self, key)
+
+    def predict(self, audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE,
+                segments: Sequence[TimeSegment] | str | Path | None = None, progress: bool = True,
+                on_utterance: Callable[[UtteranceEmotion], None] | None = None, key: str | None = None
+                ) -> Timeline:
+        """Emotion timeline of a whole recording, streamed through the memory.
+
+        Args:
+            audio: a wav/flac/ogg path (read block by block) or float32[samples] at `sample_rate`.
+            segments: utterance spans (TimeSegment list or a segments file); None = silero-vad.
+            progress: tqdm bar over audio seconds, with ETA.
+            on_utterance: called with each result as soon as it is known.
+            key: seeds the conversation's memory (default: the file name, or "array").
+        """
+        from tqdm import tqdm
+
+        from convmem.audio.io import audio_info
+
+        seg_name = "vad"
+        if isinstance(segments, (str, Path)):
+            from convmem.audio.segments import read_segments
+
+            seg_name = str(segments)
+            segments = read_segments(segments)
+        elif segments is not None:
+            seg_name = "given"
+        if isinstance(audio, (str, Path)):
+            path = Path(audio)
+            info = audio_info(path)
+            duration, name, default_key = info.duration, str(path), path.name
+        else:
+            path = None
+            wave = check_wave(audio, sample_rate, "audio array")
+            duration, name, default_key = wave.size / int(sample_rate), None, "array"
+        if segments is not None:
+            _check_segments(segments, duration, name or "audio array")
+        session = self.open_session(key if key is not None else default_key)
+        results: list[UtteranceEmotion] = []
+
+        def keep(found: list[UtteranceEmotion]) -> None:
+            for u in found:
+                results.append(u)
+                if on_utterance is not None:
+                    on_utterance(u)
+
+        bar = tqdm(total=duration, unit="s", desc="predict", disable=not progress, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}, {rate_fmt}]")
+        try:
+            if segments is not None:
+                for seg in segments:
+                    if path is not None:
+                        from convmem.audio.io import load_audio
+
+                        piece, rate = load_audio(path, SAMPLE_RATE, seg.start, seg.end), SAMPLE_RATE
+                    else:
+                        piece = wave[int(seg.start * sample_rate): int(math.ceil(seg.end * sample_rate))]
+                        rate = sample_rate
+                    try:
+                        keep([session.push_utterance(piece, rate, start=seg.start, end=seg.end,
+                                                     speaker=seg.speaker, _trusted=True)])
+                    except AudioError as exc:
+                        raise AudioError(f"{seg.where or f'segment {seg.start}-{seg.end} s'}: {exc}") from None
+                    bar.update(max(0.0, min(seg.end, duration) - bar.n))
+            else:
+                blocks = iter_file_blocks(path) if path is not None else _array_blocks(wave, int(sample_rate))
+                for block, rate, seconds in blocks:
+                    keep(session.push_audio(block, rate, _trusted=True))
+                    bar.update(seconds)
+                keep(session.flush())
+            bar.update(duration - bar.n)  # float sums of block lengths stop a hair short
+        finally:
+            bar.close()
+            dropped = session.dropped_short
+            session.close()
+        info = {"vad": {**asdict(self.vad), "backend": resolve_backend(self.vad.backend)}} if segments is None else {}
+        return Timeline(results, self.labels, duration, self.memory, str(self.bundle.path), name, seg_name,
+                        dropped, info)
+
+    # -- used by LiveSession -----------------------------------------------------------------
+
+    def _segmenter(self) -> StreamingSegmenter:
+        # a fresh VAD model (~0.1 s to load): every stream needs its own recurrent state
+        return StreamingSegmenter(self.vad)
+
+    def _classify(self, conv, wave16k: np.ndarray) -> np.ndarray:
+        """Tokenize one utterance and push it; returns probabilities float32[E]."""
+        import torch
+
+        codes = self.bundle.tokenizer.encode(wave16k, SAMPLE_RATE)
+        ids = self.bundle.vocab.audio_ids(codes)
+        if self.memory in _NO_GRAD_METHODS:
+            with torch.no_grad():
+                logits, _ = conv.push(ids)
+        else:
+            logits, _ = conv.push(ids)
+        return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
+
+    def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None) -> UtteranceEmotion:
+        return UtteranceEmotion(float(start), float(end), speaker, self.labels[int(probs.argmax())],
+                                {k: float(p) for k, p in zip(self.labels, probs)})
+
+
+class LiveSession:
+    """One live conversation: its own memory and VAD state, advanced as audio arrives.
+
+    Times are seconds since the session's first sample (push_audio) or as given (push_utterance).
+    Not thread-safe: a service must serialise calls on one session.
+    """
+
+    def __init__(self, predictor: Predictor, key: str):
+        self.predictor = predictor
+        self.key = key
+        self._conv = predictor.engine.open(key)
+        self._seg: StreamingSegmenter | None = None
+        self._resampler: StreamResampler | None = None
+        self._rate: int | None = None
+        self._clock = 0.0  # end of the last pre-segmented utterance
+        self.closed = False
+
+    @property
+    def utterances(self) -> int:
+        return self._conv.utterances
+
+    @property
+    def dropped_short(self) -> int:
+        return self._seg.dropped_short if self._seg is not None else 0
+
+    def push_audio(self, chunk: np.ndarray, sample_rate: int = SAMPLE_RATE, *, _trusted: bool = False
+                   ) -> list[UtteranceEmotion]:
+        """Feed float32[n] mono audio (any sane rate, resampled to 16 kHz as a stream); returns
+        the utterances that ended (VAD) in what was pushed so far. One stream keeps one rate."""
+        self._check_open()
+        limit = None if _trusted else MAX_CHUNK_SECONDS
+        chunk = check_wave(chunk, sample_rate, "audio chunk", max_seconds=limit)
+        if self._rate is None:
+            self._rate = int(sample_rate)
+            self._resampler = StreamResampler(self._rate)
+            self._seg = self.predictor._segmenter()
+        elif int(sample_rate) != self._rate:
+            raise AudioError(f"audio chunk: sample rate changed from {self._rate} to {sample_rate} Hz within a stream")
+        return self._classify_all(self._seg.push(self._resampler.push(chunk)))
+
+    def push_utterance(self, wave: np.ndarray, sample_rate: int = SAMPLE_RATE, start: float | None = None,
+                       end: float | None = None, speaker: str | None = None, *, _trusted: bool = False
+                       ) -> UtteranceEmotion:
+        """Classify one pre-segmented utterance float32[n]; times default to back-to-back."""
+        from convmem.audio.io import resample
+
+        self._check_open()
+        wave = check_wave(wave, sample_rate, "utterance", max_seconds=None if _trusted else MAX_UTTERANCE_SECONDS)
+        wave = resample(wave, int(sample_rate), SAMPLE_RATE)
+        start = self._clock if start is None else float(start)
+        end = start + wave.size / SAMPLE_RATE if end is None else float(end)
+        self._clock = end
+        probs = self.predictor._classify(self._conv, wave)
+        return self.predictor._result(probs, start, end, speaker)
+
+    def flush(self) -> list[UtteranceEmotion]:
+        """End of the audio stream: classify an utterance still open. The memory is kept, so
+        the conversation may go on with a new stream."""
+        self._check_open()
+        if self._seg is None:
+            return []
+        found = self._seg.push(self._resampler.flush()) + self._seg.flush()
+        self._resampler = StreamResampler(self._rate)
+        return self._classify_all(found)
+
+    def close(self) -> None:
+        """Drop the memory and any buffered audio: nothing of this conversation is kept."""
+        if not self.closed:
+            self._conv.close()
+        self._seg = self._resampler = None
+        self.closed = True
+
+    def _classify_all(self, segments) -> list[UtteranceEmotion]:
+        out = []
+        for s in segments:
+            probs = self.predictor._classify(self._conv, s.wave)
+            out.append(self.predictor._result(probs, s.start, s.end, None))
+        return out
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ConvmemError(f"live session {self.key!r} is closed")
+
+
+def _check_segments(segments: Sequence[TimeSegment], duration: float, audio: str) -> None:
+    prev = None
+    for i, s in enumerate(segments):
+        where = s.where or f"segment {i}"
+        if s.start >= duration:
+            raise ConfigError(f"{where}: segment starts at {s.start:.3f} s, after the end of {audio} "
+                              f"({duration:.3f} s)")
+        if prev is not None and s.start < prev:
+            raise ConfigError(f"{where}: segments must be in time order (starts at {s.start} s, "
+                              f"before the previous one at {prev} s)")
+        prev = s.start
+
+
+def iter_file_blocks(path: Path, block_s: float = BLOCK_SECONDS) -> Iterator[tuple[np.ndarray, int, float]]:
+    """(mono float32 block at the file's rate, rate, seconds) for consecutive blocks of `path`."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            rate = int(fh.samplerate)
+            size = max(1, int(block_s * rate))
+            while True:
+                data = fh.read(size, dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    break
+                mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+                # as load_audio does: a few bad samples become silence rather than failing an hour
+                mono = np.where(np.isfinite(mono), mono, 0.0).astype(np.float32)
+                yield mono, rate, mono.size / rate
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"{path}: corrupt or truncated audio while reading ({exc})") from None
+
+
+def _array_blocks(wave: np.ndarray, rate: int, block_s: float = BLOCK_SECONDS):
+    size = max(1, int(block_s * rate))
+    for i in range(0, wave.size, size):
+        block = wave[i: i + size]
+        yield block, rate, block.size / rate
