@@ -65,7 +65,7 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None,
         _check_or_write_config(out, cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    dialogues = _corpus(cfg, out, rank)
+    dialogues = corpus_dialogues(cfg, out / "corpus", rank)
     folds = _folds(cfg, dialogues)
     stages_per_fold = 2 + len(methods)
     total = len(folds) * stages_per_fold + 1
@@ -118,19 +118,20 @@ def fold_info(fold, by_id) -> dict:
 
 # ---------------------------------------------------------------- corpus and folds
 
-def _corpus(cfg: RunConfig, out: Path, rank: int) -> list[Dialogue]:
+def corpus_dialogues(cfg: RunConfig, synth_dir: Path, rank: int = 0) -> list[Dialogue]:
+    """The config's corpus: its manifest, or the synthetic preset generated once into `synth_dir`."""
     from convmem.corpus.manifest import read_manifest
 
     if cfg.corpus.manifest:
         return read_manifest(cfg.corpus.manifest, labels=cfg.corpus.labels)
-    manifest = out / "corpus" / "manifest.jsonl"
+    manifest = synth_dir / "manifest.jsonl"
     if not manifest.exists():
         if rank != 0:
             raise ConvmemError("the synthetic corpus must be generated before a multi-process run "
                                "(run `convmem synth` and set corpus.manifest)")
         from convmem.corpus.synth import synthesize_corpus
 
-        synthesize_corpus(out / "corpus", preset=cfg.corpus.synth_preset, seed=cfg.corpus.synth_seed)
+        synthesize_corpus(synth_dir, preset=cfg.corpus.synth_preset, seed=cfg.corpus.synth_seed)
     return read_manifest(manifest, labels=cfg.corpus.labels)
 
 
@@ -155,15 +156,24 @@ def _folds(cfg: RunConfig, dialogues: list[Dialogue]):
 def _check_or_write_config(out: Path, cfg: RunConfig) -> None:
     """A run folder belongs to one config: resuming with a different one is an error."""
     path = out / CONFIG_FILE
-    current = to_dict(cfg)
+    current = _comparable(to_dict(cfg))
     if path.exists():
-        previous = json.loads(path.read_text())
+        previous = _comparable(json.loads(path.read_text()))
         if previous != current:
             diff = sorted(_diff_keys(previous, current))
             raise ConfigError(f"{out}: holds a run with a different config (differs at: {', '.join(diff[:5])}); "
                               "use another out folder")
         return
-    atomic_write_json(path, current)
+    atomic_write_json(path, to_dict(cfg))
+
+
+def _comparable(d: dict) -> dict:
+    """The parts of a config that decide a run's models and predictions: methods can be added to a
+    study (each has its own predictions file) and `final` only adds a model."""
+    d = json.loads(json.dumps(d))
+    d.get("eval", {}).pop("methods", None)
+    d.pop("final", None)
+    return d
 
 
 def _diff_keys(a, b, prefix="") -> list[str]:
