@@ -112,3 +112,27 @@ def test_two_process_evaluation_equals_one(tmp_path, overrides, full_run):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert json.loads((out / "results.json").read_text()) == json.loads((full_run / "results.json").read_text())
     assert (out / "predictions.csv").read_text() == (full_run / "predictions.csv").read_text()
+
+
+def test_eval_command_reuses_the_study_folds_and_models(tmp_path, overrides, full_run):
+    out = tmp_path / "eval"
+    shutil.copytree(full_run, out)
+    (out / "results.json").unlink()
+    res = _cli("eval", "-", "--out", str(out), "--memory", "none", "--memory", "dpm", *overrides)
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {"none", "dpm"}
+    full = json.loads((full_run / "results.json").read_text())
+    assert results["methods"]["dpm"]["buckets"]["all"] == full["methods"]["dpm"]["buckets"]["all"]
+
+
+def test_train_command_makes_a_model_that_predict_loads(tmp_path, overrides):
+    model = tmp_path / "model"
+    res = _cli("train", "-", "--out", str(model), "--no-classifier", *overrides)
+    assert res.returncode == 0, res.stderr[-3000:]
+    from convmem.bundle import load_bundle
+
+    bundle = load_bundle(model)
+    assert bundle.mal_adapter is not None and bundle.classifier is None
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "S01" in card and "Privacy" in card

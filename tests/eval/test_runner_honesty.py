@@ -1,0 +1,43 @@
+"""Gold labels never reach inference: permuting a test dialogue's labels changes no prediction."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from convmem.audio.io import write_wav
+from convmem.bundle import load_bundle
+from convmem.corpus.types import Dialogue, Utterance
+from convmem.eval.runner import evaluate_method
+from convmem.run_config import RunConfig
+from convmem.tokenizers.cache import encode_dialogues
+from tests.model_fixture import speech_recording, tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("honesty")
+    bundle = load_bundle(tiny_bundle(tmp))
+    wave, spans = speech_recording(6, seed=4)
+    wav = write_wav(tmp / "d.wav", wave)
+    labels = ["neu", "ang", "ang", "sad", None, "hap"]
+    utts = [Utterance(f"u{i}", "A" if i % 2 else "B", s, e, labels[i]) for i, (s, e) in enumerate(spans)]
+    dialogue = Dialogue("d", "S1", utts, audio=wav)
+    codes = encode_dialogues(bundle.tokenizer, [dialogue], progress=False)
+    return bundle, dialogue, codes
+
+
+@pytest.mark.parametrize("method", ["none", "window", "dpm"])
+def test_permuted_gold_labels_change_no_prediction(setup, method):
+    bundle, dialogue, codes = setup
+    cfg = RunConfig()
+    cfg.dpm.rank, cfg.dpm.alpha, cfg.dpm.lr = 4, 4, 1e-2  # a memory that visibly moves
+    rows, _ = evaluate_method(cfg, bundle, method, [dialogue], codes, "f")
+    permuted = ["hap", "neu", "sad", "ang", None, "ang"]
+    other = dataclasses.replace(dialogue, utterances=[dataclasses.replace(u, emotion=e)
+                                                     for u, e in zip(dialogue.utterances, permuted)])
+    rows2, _ = evaluate_method(cfg, bundle, method, [other], codes, "f")
+    assert [r["probs"] for r in rows] == [r["probs"] for r in rows2]
+    assert [r["predicted"] for r in rows] == [r["predicted"] for r in rows2]
+    assert [r["gold"] for r in rows] != [r["gold"] for r in rows2]  # the labels did change
