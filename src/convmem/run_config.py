@@ -96,6 +96,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # fail at load time, not after an hour of training
+        if self.train.emotion_tokens == "none" and self.eval.emotion_tokens != "none":
+            from convmem.errors import ConfigError
+
+            raise ConfigError("eval.emotion_tokens: must be 'none' when train.emotion_tokens is 'none' "
+                              "(the model never saw emotion tokens in its history)")
         self.classifier_config()
         self.mal_config(emotion_ids=(0,), audio_id_range=(0, 1))
 

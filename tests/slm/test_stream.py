@@ -36,3 +36,17 @@ def test_coded_dialogue_stream_and_errors_name_utterance():
         build_stream([np.array([1])], V, ["fru"])
     with pytest.raises(ValueError, match="2 utterances of codes but 1 emotions"):
         build_stream([np.array([1]), np.array([1])], V, ["neu"])
+
+
+def test_stream_without_emotion_tokens_keeps_labels_for_le():
+    from convmem.slm.stream import CodedDialogue, dialogue_stream
+    from convmem.slm.vocab import EmotionVocab
+
+    vocab = EmotionVocab.tiny(8, ("neu", "hap", "sad", "ang"))
+    d = CodedDialogue("d", [(np.array([1, 2, 3]), "ang"), (np.array([4]), None), (np.array([5, 6]), "sad")])
+    gold = dialogue_stream(d, vocab)
+    bare = dialogue_stream(d, vocab, emotion_tokens="none")
+    assert len(gold) == 3 + 1 + 1 + 1 + 1 + 2 + 1 + 1 and len(bare) == len(gold) - 2
+    assert not set(bare.ids.tolist()) & set(vocab.emotion_ids)
+    assert bare.labels.tolist() == gold.labels.tolist() == [3, -1, 2]
+    assert bare.audio_end_pos.tolist() == [3, 5, 8]

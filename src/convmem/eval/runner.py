@@ -243,7 +243,7 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         from convmem.slm.stream import dialogue_stream
         from convmem.train.classifier_trainer import train_classifier, windows_from_stream
 
-        windows = [w for cd in coded for w in windows_from_stream(dialogue_stream(cd, vocab), cfg.slm.n_limit)]
+        windows = [w for cd in coded for w in windows_from_stream(dialogue_stream(cd, vocab, cfg.train.emotion_tokens), cfg.slm.n_limit)]
         clf = EmotionClassifier.from_slm(slm.get_input_embeddings(), cfg.classifier_config())
         clf = train_classifier(clf, windows, cfg.classifier_train)
         save_parts(model_dir, classifier=clf, **common)

@@ -84,13 +84,17 @@ class Stream:
 
 
 def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
-                 emotions: Sequence[str | None], where: str = "dialogue") -> Stream:
+                 emotions: Sequence[str | None], where: str = "dialogue",
+                 insert_emotion_tokens: bool = True) -> Stream:
     """Concatenate utterances into one stream (see module doc for the layout).
 
     Args:
         codes:    per utterance, speech codes int64[n_i] in [0, vocab.codebook_size).
         emotions: per utterance, the emotion token to insert after `<audio_end>`, or None.
         where:    names the dialogue in error messages.
+        insert_emotion_tokens: False keeps the labels (L_e targets) but puts no emotion token in
+            the stream, so the model never sees an earlier utterance's emotion token — the
+            training counterpart of inference with `emotion_tokens="none"`.
     """
     if len(codes) != len(emotions):
         raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(emotions)} emotions")
@@ -109,7 +113,7 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
         end_pos.append(n)
         tail = [vocab.audio_end_id]
         n += 1
-        if lab >= 0:
+        if lab >= 0 and insert_emotion_tokens:
             tail.append(vocab.emotion_ids[lab])
             emo_pos.append(n)
             n += 1
@@ -123,6 +127,10 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
                   emotion_pos=as_t(emo_pos), labels=as_t(labels))
 
 
-def dialogue_stream(d: CodedDialogue, vocab: EmotionVocab) -> Stream:
-    """Training stream of a coded dialogue (gold emotion tokens where labelled)."""
-    return build_stream(d.codes, vocab, d.emotions, where=f"dialogue {d.dialogue_id!r}")
+def dialogue_stream(d: CodedDialogue, vocab: EmotionVocab, emotion_tokens: str = "gold") -> Stream:
+    """Training stream of a coded dialogue: gold emotion tokens where labelled ("gold"), or none
+    in the stream but labels kept for L_e ("none")."""
+    if emotion_tokens not in ("gold", "none"):
+        raise ValueError(f"emotion_tokens must be 'gold' or 'none', got {emotion_tokens!r}")
+    return build_stream(d.codes, vocab, d.emotions, where=f"dialogue {d.dialogue_id!r}",
+                        insert_emotion_tokens=emotion_tokens == "gold")

@@ -67,8 +67,14 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     max_steps: int | None = None  # stop early (the schedule still spans all epochs)
+    # "gold": earlier utterances' gold emotion tokens in the stream (the paper); "none": no emotion
+    # tokens, labels only as L_e targets. With strong emotional inertia "gold" teaches the model to
+    # copy the previous token, which at inference is its own (possibly wrong) prediction.
+    emotion_tokens: str = "gold"
 
     def check(self) -> None:
+        if self.emotion_tokens not in ("gold", "none"):
+            raise ConfigError(f"train config: emotion_tokens {self.emotion_tokens!r} not one of ('gold', 'none')")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"train config: objective {self.objective!r} not one of {OBJECTIVES}")
         if self.schedule not in SCHEDULES:
@@ -116,7 +122,8 @@ def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> d
         h.update(e.ids.numpy().tobytes())
         h.update(e.la_targets.numpy().tobytes())
         h.update(e.le_labels.numpy().tobytes())
-    keys = ("objective", "n_o", "n_p", "n_q", "batch_size", "epochs", "seed", "lr", "schedule", "warmup_frac")
+    keys = ("objective", "n_o", "n_p", "n_q", "batch_size", "epochs", "seed", "lr", "schedule", "warmup_frac",
+            "emotion_tokens")
     return {"examples": h.hexdigest()[:16], "n_examples": len(examples), "world_size": world,
             **{k: getattr(cfg, k) for k in keys}}
 
@@ -152,7 +159,7 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
     if slm_cfg is None:
         raise ConfigError("train_slm: model lacks slm_config (its n_limit); build it with slm.model.build_model")
     n_limit = slm_cfg.n_limit
-    examples = build_examples((dialogue_stream(d, vocab) for d in train_dialogues), vocab,
+    examples = build_examples((dialogue_stream(d, vocab, cfg.emotion_tokens) for d in train_dialogues), vocab,
                               cfg.objective, cfg.windows, n_limit)
     if not examples:
         raise ConfigError("training data holds no utterances to train on")
