@@ -20,14 +20,6 @@ EMOTION_IDS = (60, 61, 62, 63)
 N_AUDIO = 59
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops are 30x slower with 2 intra-op threads on the shared 2-core box: use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def tiny_llama():

@@ -96,14 +96,6 @@ def test_window_builder_rejects_bad_labels():
         windows_from_dialogue([torch.tensor([1]), torch.tensor([2])], [0], AUDIO_END, EMO, 8)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: more threads only contend on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_learns_a_task_that_needs_the_window_content(one_thread):
     train = _windows(*_toy_dialogues(1, 40))

@@ -30,14 +30,6 @@ def dialogues(n_dialogues=3, n_utts=6, seed=0, codebook=16):
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny shapes gain nothing from threads, and on a shared 2-core box they oversubscribe.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Interrupt(Exception):
     pass

@@ -45,14 +45,6 @@ def _hidden_offset_dialogues(n: int, seed: int, n_utt: int = 4, n_tok: int = 6) 
     return out
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny tensors: a second thread only adds contention on the shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_training_learns_what_only_memory_can_know_and_leaves_backbone_untouched(one_thread) -> None:
     model = _tiny_llama()

@@ -1,0 +1,42 @@
+"""Keeps the cost benchmarks from rotting: runs bench_dpm_cost.py in --smoke mode (tiny model,
+generated tones, in one process) and checks the JSON it writes has every part's fields. Timings
+are never asserted: they are measurements, not pass/fail conditions of the code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dpm_cost.py"
+
+
+def test_dpm_cost_smoke_writes_every_part(tmp_path: Path) -> None:
+    out = tmp_path / "dpm_cost.json"
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--no-subprocess", "--threads", "1", "--part", "a",
+         "--part", "b", "--part", "c", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["bench"] == "dpm_cost" and data["mode"] == "smoke"
+    assert {"cpu", "cores", "torch_threads", "torch", "date_utc", "load_avg_1_5_15"} <= set(data["machine"])
+    assert data["machine"]["torch_threads"] == 1
+    res = data["results"]
+    a = res["a"]
+    assert a["turns"] == 5 and a["argmax_equal"] is True and a["logits_within_1e-5"] is True
+    assert {"stream_s", "per_sample_s", "ratio", "max_abs_logit_diff"} <= set(a)
+    cps = res["b"]["dpm"]["checkpoints"]
+    assert [c["minutes"] for c in cps] == [0.2, 0.5]
+    assert cps[1]["utterances"] > cps[0]["utterances"] > 2  # prefixes cut by end time
+    for c in cps:
+        assert {"utterance_s", "write_s", "read_s", "tokenize_s", "peak_rss_mb", "rtf"} <= set(c)
+        assert {"mean", "p50", "p90", "n"} <= set(c["utterance_s"])
+    assert res["b"]["window_full_fits_minutes"] == [0.2, 0.5]
+    assert [c["batch"] for c in res["c"]] == [1, 2]
+    assert all({"utt_per_s", "steady_utt_per_s", "steady_tokens_per_s"} <= set(c) for c in res["c"])
+    assert set(data["verdicts"]) == {"a", "b_time", "b_rss", "c", "d"}
+    assert "| streaming s |" in proc.stdout and "(d) real-time factor" in proc.stdout
