@@ -71,6 +71,9 @@ class EvalSection:
     dpm_variants: dict = field(default_factory=dict)
     bootstrap: int = 1000
     window_full_limit: int | None = None  # None = the model's max positions
+    # methods also run on VAD segmentation (silero-vad over the dialogue audio, predictions mapped
+    # back to gold utterances by time overlap), reported as "<method>@vad" beside gold segmentation
+    vad_methods: list[str] = field(default_factory=list)
 
 
 @dataclass

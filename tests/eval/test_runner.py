@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 TINY = [
     "name=tiny", "threads=1", "eval.bootstrap=200", "eval.batch_size=4",
     "eval.methods=[none,window,classifier,dpm,dpm_surprise,mal]",
-    "eval.dpm_variants={dpm_surprise: {stepping: surprise}}",
+    "eval.dpm_variants={dpm_surprise: {stepping: surprise}}", "eval.vad_methods=[window]",
     "tokenizer.options={codebook_size: 32}",
     "slm.hidden_size=64", "slm.num_layers=2", "slm.num_heads=2", "slm.intermediate_size=128",
     "slm.n_limit=128", "slm.max_position_embeddings=2048",
@@ -69,7 +69,12 @@ def test_results_follow_schema_and_recompute_from_predictions(full_run):
     validate_results(results)
     assert recompute_check(results, full_run / "predictions.csv") == []
     table = read_predictions_csv(full_run / "predictions.csv")
-    assert set(results["methods"]) == {"none", "window", "classifier", "dpm", "dpm_surprise", "mal"}
+    assert set(results["methods"]) == {"none", "window", "classifier", "dpm", "dpm_surprise", "mal", "window@vad"}
+    # the same gold utterances are scored under VAD segmentation, mapped back by time overlap
+    utts = lambda m: sorted(table.utterance[table.method == m])  # noqa: E731
+    assert utts("window@vad") == utts("window")
+    cost = json.loads((full_run / "cost.json").read_text())
+    assert 0 <= cost["window@vad"]["unmatched_gold_utterances"] <= cost["window@vad"]["utterances"]
     assert len(table) > 0
     for name in ("report.md", "cost.json", "plots/accuracy_vs_history.png"):
         assert (full_run / name).exists(), name

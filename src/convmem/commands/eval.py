@@ -15,7 +15,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config of the study (or - for defaults plus overrides)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--memory", action="append", required=True, metavar="METHOD",
-                   help="memory/method to evaluate; repeat for several (e.g. --memory none --memory window --memory dpm)")
+                   help="memory/method to evaluate; repeat for several (e.g. --memory none --memory window --memory dpm); "
+                        "METHOD@vad runs it on silero-vad segmentation mapped back to the gold turns")
     p.add_argument("--out", help="study folder (default: the config's `out`)")
     return p
 
@@ -25,8 +26,13 @@ def run(args) -> int:
     from convmem.config import load_config
     from convmem.run_config import RunConfig
 
-    methods = list(dict.fromkeys(args.memory))
+    from convmem.eval.runner import VAD_SUFFIX
+
+    names = list(dict.fromkeys(args.memory))
+    gold = [m for m in names if not m.endswith(VAD_SUFFIX)]
+    vad = [m[: -len(VAD_SUFFIX)] for m in names if m.endswith(VAD_SUFFIX)]
     cfg = load_config(RunConfig, None if args.config == "-" else args.config,
-                      list(args.overrides) + [f"eval.methods=[{','.join(methods)}]", "final=false"])
+                      list(args.overrides) + [f"eval.methods=[{','.join(gold)}]",
+                                              f"eval.vad_methods=[{','.join(vad)}]", "final=false"])
     execute(cfg, args.out)
     return 0

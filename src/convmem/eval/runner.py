@@ -30,6 +30,7 @@ from convmem.fileio import atomic_write_json, atomic_write_text
 from convmem.run_config import BASE_METHODS, RunConfig
 
 CONFIG_FILE = "config.json"
+VAD_SUFFIX = "@vad"
 
 
 @dataclass
@@ -43,12 +44,14 @@ class Stage:
 
 
 def method_list(cfg: RunConfig) -> list[str]:
+    """The methods a run evaluates: eval.methods, then "<m>@vad" for each of eval.vad_methods."""
     known = set(BASE_METHODS) | set(cfg.eval.dpm_variants)
-    bad = [m for m in cfg.eval.methods if m not in known]
-    if bad:
-        raise ConfigError(f"eval.methods: unknown method {bad[0]!r} (known: {', '.join(sorted(known))}; "
-                          "DPM variants are declared in eval.dpm_variants)")
-    return list(cfg.eval.methods)
+    for key, listed in (("eval.methods", cfg.eval.methods), ("eval.vad_methods", cfg.eval.vad_methods)):
+        bad = [m for m in listed if m not in known]
+        if bad:
+            raise ConfigError(f"{key}: unknown method {bad[0]!r} (known: {', '.join(sorted(known))}; "
+                              "DPM variants are declared in eval.dpm_variants)")
+    return list(cfg.eval.methods) + [f"{m}{VAD_SUFFIX}" for m in cfg.eval.vad_methods]
 
 
 def run_experiment(cfg: RunConfig, out: str | Path | None = None,
@@ -172,6 +175,7 @@ def _comparable(d: dict) -> dict:
     study (each has its own predictions file) and `final` only adds a model."""
     d = json.loads(json.dumps(d))
     d.get("eval", {}).pop("methods", None)
+    d.get("eval", {}).pop("vad_methods", None)
     d.pop("final", None)
     return d
 
@@ -277,15 +281,19 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
     """
     import torch
 
-    overrides = cfg.eval.dpm_variants.get(method) if method in cfg.eval.dpm_variants else None
-    engine = bundle.engine("dpm" if overrides is not None else method, emotion_tokens=cfg.eval.emotion_tokens,
+    base = method[: -len(VAD_SUFFIX)] if method.endswith(VAD_SUFFIX) else method
+    overrides = cfg.eval.dpm_variants.get(base) if base in cfg.eval.dpm_variants else None
+    engine = bundle.engine("dpm" if overrides is not None else base, emotion_tokens=cfg.eval.emotion_tokens,
                            **({"dpm_overrides": overrides} if overrides is not None else {}),
-                           **({"window_full_limit": cfg.eval.window_full_limit} if method == "window_full" else {}))
+                           **({"window_full_limit": cfg.eval.window_full_limit} if base == "window_full" else {}))
     mine = test[rank::world]
     convs = [[bundle.vocab.audio_ids(codes[u.id]) for u in d.utterances] for d in mine]
     t0 = time.perf_counter()
-    with torch.no_grad() if method in ("none", "window", "window_full", "classifier") else _nullcontext():
-        results = engine.run(convs, keys=[d.dialogue_id for d in mine], batch_size=cfg.eval.batch_size)
+    if base != method:
+        results = [_vad_result(bundle, base, engine, d, conv, cfg.eval.emotion_tokens) for d, conv in zip(mine, convs)]
+    else:
+        with torch.no_grad() if base in ("none", "window", "window_full", "classifier") else _nullcontext():
+            results = engine.run(convs, keys=[d.dialogue_id for d in mine], batch_size=cfg.eval.batch_size)
     seconds = time.perf_counter() - t0
     close = getattr(engine.memory, "close", None)
     if close is not None:
@@ -300,9 +308,16 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
             u = d.utterances[i]
             own = int(conv[i].numel()) + 1
             loss = float(res.write_loss[i])
+            if np.isnan(res.logits[i]).any():
+                # VAD found no speech overlapping this gold utterance: scored as an error (the
+                # label after gold), uniform probabilities; cost.json counts these
+                probs[i] = 1.0 / len(labels)
+                predicted = labels[(labels.index(u.emotion) + 1) % len(labels)]
+            else:
+                predicted = labels[int(res.logits[i].argmax())]
             rows.append({
                 "dialogue": d.dialogue_id, "utterance": u.id, "fold": fold, "method": method, "position": i,
-                "gold": u.emotion, "predicted": labels[int(res.logits[i].argmax())],
+                "gold": u.emotion, "predicted": predicted,
                 "probs": [float(p) for p in probs[i]],
                 "history_tokens": int(res.history_tokens[i]),
                 "long_context": bool(res.history_tokens[i] + own > bundle.n_limit),
@@ -312,7 +327,26 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
     n_utts = sum(len(d.utterances) for d in mine)
     audio_s = sum(d.duration for d in mine)
     cost = {"seconds": seconds, "utterances": n_utts, "audio_seconds": audio_s}
+    if base != method:
+        cost["unmatched_gold_utterances"] = int(sum(np.isnan(r.logits).any(-1).sum() for r in results))
     return rows, cost
+
+
+def _vad_result(bundle, base: str, engine, dialogue: Dialogue, conv, emotion_tokens: str):
+    """A DialogueResult over gold utterances from a run over the dialogue's VAD segments.
+
+    history_tokens are those of the gold segmentation (same definition as the engine's), so the
+    buckets of `<m>@vad` rows are the gold rows' buckets.
+    """
+    from convmem.engine.conversation import DialogueResult
+    from convmem.eval.segmentation import run_vad_dialogue
+
+    res = run_vad_dialogue(bundle, base, dialogue, engine=engine)
+    per_utt = np.array([int(c.numel()) + 1 + (emotion_tokens == "predicted") for c in conv], np.int64)
+    history = np.concatenate([[0], np.cumsum(per_utt)[:-1]]).astype(np.int64)
+    n = len(conv)
+    return DialogueResult(logits=res.logits.astype(np.float32), write_loss=np.full(n, np.nan, np.float32),
+                          history_tokens=history, window_tokens=np.zeros(n, np.int64), truncated=np.zeros(n, bool))
 
 
 class _nullcontext:
@@ -384,8 +418,9 @@ def finish_report(cfg: RunConfig, out: Path, folds: list[str], methods: list[str
             for r in blob["rows"]:
                 preds.append(Prediction(**{**r, "probs": tuple(r["probs"])}))
             c = cost.setdefault(method, {"seconds": 0.0, "utterances": 0, "audio_seconds": 0.0})
-            for k in c:
-                c[k] += blob["cost"][k]
+            for k, v in blob["cost"].items():
+                if k != "processes":
+                    c[k] = c.get(k, 0) + v
     labels = tuple(cfg.corpus.labels)
     table = table_from_predictions(preds, labels, origin=str(out))
     meta = {
@@ -402,7 +437,9 @@ def finish_report(cfg: RunConfig, out: Path, folds: list[str], methods: list[str
     write_results_json(out / "results.json", results)
     cost_table = {m: {"seconds_per_utterance": c["seconds"] / max(1, c["utterances"]),
                       "real_time_factor": c["seconds"] / max(1e-9, c["audio_seconds"]),
-                      "utterances": c["utterances"]} for m, c in cost.items()}
+                      "utterances": c["utterances"],
+                      **({"unmatched_gold_utterances": c["unmatched_gold_utterances"]}
+                         if "unmatched_gold_utterances" in c else {})} for m, c in cost.items()}
     atomic_write_json(out / "cost.json", cost_table)
     shown = {**results, "cost": cost_table}
     plots = write_plots(shown, out)
