@@ -15,7 +15,8 @@ Parts (each configuration runs in a fresh Python process, so peak RSS is its own
      attention added analytically) against this machine's fp32 matmul ceiling (bench_train.py).
 Paper defaults: r 64, alpha 64, AdamW, n_r = n_limit // 2 = 512, sentence stepping, 2 threads.
 The model is UNTRAINED (cost does not depend on the weights). Prints markdown tables with the
-targets and writes benchmarks/results/dpm_cost.json (rewritten after each part).
+targets and writes benchmarks/results/dpm_cost.json (rewritten after each part; --quick and --smoke
+write dpm_cost_quick.json / dpm_cost_smoke.json).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 SETTINGS = {
-    # a_turns, b_minutes, window_full_max_minutes, c_batches, c_utts, c_warmup, d_minutes, e_writes, warmup
+    # a: turns; b: checkpoints (min); c: batch sizes, turns per conversation, warm-up steps; d: RTF from
+    # this many minutes on; e: timed writes; warmup: utterances left out of b's and e's statistics
     "full": dict(a_turns=40, b_minutes=[5, 15, 30, 60], c_batches=[1, 4, 8, 16], c_utts=12, c_warmup=5,
                  d_minutes=15, e_writes=30, warmup=10),
     "quick": dict(a_turns=12, b_minutes=[2, 5], c_batches=[1, 4, 8], c_utts=8, c_warmup=4,
@@ -342,8 +344,8 @@ def main(argv=None) -> int:
         Path(args.worker_out).write_text(json.dumps(WORKERS[spec["part"]](spec, args)))
         return 0
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    if args.smoke and args.out == common.RESULTS_DIR / "dpm_cost.json":
-        args.out = common.RESULTS_DIR / "dpm_cost_smoke.json"
+    if mode != "full" and args.out == common.RESULTS_DIR / "dpm_cost.json":  # keep the full run's file
+        args.out = common.RESULTS_DIR / f"dpm_cost_{mode}.json"
     s = SETTINGS[mode]
     parts = args.part or ["a", "b", "c", "d", "e"]
     results: dict = {}

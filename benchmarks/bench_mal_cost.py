@@ -37,7 +37,7 @@ def worker(spec: dict, args) -> dict:
 
 def dpm_rows(args, mode: str, s: dict, work) -> tuple[dict, str]:
     """DPM's part-b run: reused from dpm_cost.json when it matches this mode, else run now."""
-    path = common.RESULTS_DIR / ("dpm_cost_smoke.json" if args.smoke else "dpm_cost.json")
+    path = common.RESULTS_DIR / ("dpm_cost.json" if mode == "full" else f"dpm_cost_{mode}.json")
     if not args.with_dpm and path.is_file():
         saved = json.loads(path.read_text())
         b = saved.get("results", {}).get("b", {}).get("dpm")
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--codebook", type=int, default=None, help="kmeans codebook (default 512; 32 with --smoke)")
     ap.add_argument("--cache", type=Path, default=common.DEFAULT_CACHE)
-    ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/mal_cost[_smoke].json")
+    ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/mal_cost[_quick|_smoke].json")
     ap.add_argument("--with-dpm", action="store_true", help="run DPM here even if dpm_cost.json has its rows")
     ap.add_argument("--no-subprocess", action="store_true")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         return 0
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     s = SETTINGS[mode]
-    out = args.out or common.RESULTS_DIR / ("mal_cost_smoke.json" if args.smoke else "mal_cost.json")
+    out = args.out or common.RESULTS_DIR / ("mal_cost.json" if mode == "full" else f"mal_cost_{mode}.json")
     started = time.time()
 
     def work(spec):
