@@ -112,3 +112,18 @@ def test_train_config_is_validated() -> None:
         MALTrainConfig(tbptt=0)
     with pytest.raises(ConfigError, match="mal_train.lr must be > 0"):
         MALTrainConfig(lr=0.0)
+
+
+def test_dialogues_of_different_lengths_keep_the_adapter_finite() -> None:
+    # A row whose dialogue has ended writes nothing: its inner gradient is exactly zero, and the
+    # clip's norm must not turn that into NaN in the outer gradient (it did: d sqrt(x)/dx at 0).
+    model = _tiny_llama()
+    cfg = MALConfig(emotion_ids=EMOTIONS, audio_id_range=AUDIO, layer=1)
+    torch.manual_seed(2)
+    memory = MALMemory.build(model, cfg)
+    torch.nn.init.normal_(memory.adapter.to_out.weight)
+    short, long = _hidden_offset_dialogues(1, seed=3, n_utt=2), _hidden_offset_dialogues(1, seed=4, n_utt=6)
+    result = train_mal(model, memory.adapter, short + long,
+                       MALTrainConfig(epochs=2, batch_size=2, tbptt=4, lr=1e-3), cfg, END, progress=False)
+    assert result.losses and all(math.isfinite(x) for x in result.losses)
+    assert all(torch.isfinite(p).all() for p in memory.adapter.parameters())

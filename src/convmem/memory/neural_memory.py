@@ -185,7 +185,10 @@ class NeuralMemory(nn.Module):
         if self.cfg.max_grad_norm is None:
             return grads
         sq = sum(g.pow(2).flatten(1).sum(-1) for g in grads.values())
-        scale = (self.cfg.max_grad_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        # +1e-12 inside the root: a row that wrote nothing has a zero gradient, and d sqrt(x)/dx at
+        # 0 is inf, which turned the outer loop's gradients to NaN (inf * 0) for dialogues that ended
+        # before others in the same batch
+        scale = (self.cfg.max_grad_norm / ((sq + 1e-12).sqrt() + 1e-6)).clamp(max=1.0)
         return {name: g * _rows(scale, g) for name, g in grads.items()}
 
     def update(
