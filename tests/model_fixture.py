@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-RAVDESS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ravdess16k"
+from tests.conftest import SHARED_DATA  # noqa: E402
+
+RAVDESS = SHARED_DATA / "ravdess16k"
 
 LABELS = ("neu", "hap", "sad", "ang")
 CODEBOOK = 32
