@@ -141,20 +141,14 @@ def _read_rttm(path: Path, text: str) -> list[TimeSegment]:
 
 
 def _read_iemocap(path: Path, text: str) -> list[TimeSegment]:
-    # The corpus loader's own line patterns, so both read IEMOCAP lines the same way.
-    from convmem.corpus.iemocap import _ANNOTATOR_LINE, _TURN_LINE, _TURN_NAME
+    # The corpus loader's own line reader, so both read IEMOCAP lines the same way.
+    from convmem.corpus.iemocap import emo_evaluation_lines, turn_speaker
 
     out = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("%") or _ANNOTATOR_LINE.match(line):
-            continue
+    for lineno, raw, m in emo_evaluation_lines(text):
         where = f"{path}:{lineno}"
-        m = _TURN_LINE.match(line)
         if m is None:
             raise ManifestError(f"{where}: not a segment line '[start - end]<TAB>id<TAB>label<TAB>[...]': {raw[:80]!r}")
         start, end = _times(m["start"], m["end"], where)
-        name = _TURN_NAME.match(m["turn"])
-        speaker = f"{name['session']}_{name['speaker']}" if name else None
-        out.append(TimeSegment(start, end, speaker, m["turn"], where))
+        out.append(TimeSegment(start, end, turn_speaker(m["turn"]), m["turn"], where))
     return out

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,18 +133,30 @@ class _Turn:
     lineno: int
 
 
+def emo_evaluation_lines(text: str) -> Iterator[tuple[int, str, "re.Match | None"]]:
+    """(line number, raw line, turn-line match or None) for every line of an EmoEvaluation-style
+    text that is not blank, a `%` header or an annotator line; callers word their own errors."""
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("%") or _ANNOTATOR_LINE.match(line):
+            continue
+        yield lineno, raw, _TURN_LINE.match(line)
+
+
+def turn_speaker(turn: str) -> str | None:
+    """`Ses01F_impro01_M000` -> `Ses01_M` (the letter before the turn number), or None."""
+    name = _TURN_NAME.match(turn)
+    return f"{name['session']}_{name['speaker']}" if name else None
+
+
 def parse_emo_evaluation(path: Path) -> list[_Turn]:
     """Turn lines of one EmoEvaluation file; ManifestError names `path:line` for anything malformed."""
     dialog = path.stem
     turns: list[_Turn] = []
     seen: dict[str, int] = {}
     text = _read_text(path)
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("%") or _ANNOTATOR_LINE.match(line):
-            continue
+    for lineno, raw, m in emo_evaluation_lines(text):
         where = f"{path}:{lineno}"
-        m = _TURN_LINE.match(line)
         if m is None:
             raise ManifestError(
                 f"{where}: not a turn line '[start - end]<TAB>turn<TAB>label<TAB>[v, a, d]' "

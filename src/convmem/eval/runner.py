@@ -14,6 +14,7 @@ merged predictions equal a single process's. Training stages run on the main pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -292,7 +293,7 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
     if base != method:
         results = [_vad_result(bundle, base, engine, d, conv, cfg.eval.emotion_tokens) for d, conv in zip(mine, convs)]
     else:
-        with torch.no_grad() if base in ("none", "window", "window_full", "classifier") else _nullcontext():
+        with torch.no_grad() if base in ("none", "window", "window_full", "classifier") else contextlib.nullcontext():
             results = engine.run(convs, keys=[d.dialogue_id for d in mine], batch_size=cfg.eval.batch_size)
     seconds = time.perf_counter() - t0
     close = getattr(engine.memory, "close", None)
@@ -347,14 +348,6 @@ def _vad_result(bundle, base: str, engine, dialogue: Dialogue, conv, emotion_tok
     n = len(conv)
     return DialogueResult(logits=res.logits.astype(np.float32), write_loss=np.full(n, np.nan, np.float32),
                           history_tokens=history, window_tokens=np.zeros(n, np.int64), truncated=np.zeros(n, bool))
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def _write_shard(path: Path, rows: list[dict], cost: dict, rank: int, world: int) -> None:
