@@ -156,10 +156,11 @@ class SessionRegistry:
         return session
 
     def close(self, session: Session) -> None:
-        """Close the session's memory and forget it; idempotent."""
+        """Close the session's memory and forget it; idempotent. The memory is dropped before the
+        session leaves the registry, so a registry without the session never still holds its memory."""
+        session.close()
         with self._lock:
             self._sessions.pop(session.id, None)
-        session.close()
 
     def close_all(self) -> None:
         with self._lock:
