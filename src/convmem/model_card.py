@@ -28,6 +28,9 @@ def render_card(cfg, fold_info: dict, train: list[Dialogue], scores: dict | None
         f" ({len(train)} dialogues, {len(utts)} utterances, {minutes:.1f} min).",
         f"- Held-out sessions: {', '.join(fold_info.get('test_sessions', [])) or 'none (final model)'}.",
         f"- Scored utterances per label: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}.",
+        *([f"- Plus {cfg.augment.copies} speaker-perturbed cop{'y' if cfg.augment.copies == 1 else 'ies'} of every "
+           f"training dialogue (speed ×e^±{cfg.augment.speed:g}, gain ±{cfg.augment.gain_db:g} dB per speaker; "
+           "convmem.audio.augment)."] if cfg.augment.copies else []),
         "",
         "## Scores",
         *(["- " + ", ".join(f"{k} {v}" for k, v in scores.items())] if scores else

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from convmem.audio.augment import SpeakerAugmentConfig
 from convmem.memory.mal import MALConfig
 from convmem.memory.temp_lora import DPMConfig
 from convmem.slm.classifier import ClassifierConfig
@@ -88,6 +89,8 @@ class RunConfig:
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     slm: SLMConfig = field(default_factory=SLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # speaker-perturbed copies of the training dialogues for every trained part (SLM, classifier, MAL)
+    augment: SpeakerAugmentConfig = field(default_factory=SpeakerAugmentConfig)
     # ClassifierConfig minus n_labels (that comes from corpus.labels); checked at load time
     classifier: dict = field(default_factory=dict)
     classifier_train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)

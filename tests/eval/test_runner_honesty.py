@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from convmem.audio.augment import SpeakerAugmentConfig
 from convmem.audio.io import write_wav
 from convmem.bundle import load_bundle
 from convmem.corpus.types import Dialogue, Utterance
@@ -41,3 +42,17 @@ def test_permuted_gold_labels_change_no_prediction(setup, method):
     assert [r["probs"] for r in rows] == [r["probs"] for r in rows2]
     assert [r["predicted"] for r in rows] == [r["predicted"] for r in rows2]
     assert [r["gold"] for r in rows] != [r["gold"] for r in rows2]  # the labels did change
+
+
+def test_perturbed_training_copies_keep_each_turns_label_and_add_new_audio(setup, tmp_path):
+    from convmem.eval.runner import coded_dialogues, perturbed_coded_dialogues
+
+    bundle, dialogue, codes = setup
+    cfg = RunConfig(augment=SpeakerAugmentConfig(copies=2))
+    copies = perturbed_coded_dialogues(cfg, bundle.tokenizer, [dialogue], tmp_path)
+    (original,) = coded_dialogues([dialogue], codes)
+    assert [c.dialogue_id for c in copies] == ["d#aug1", "d#aug2"]
+    for copy in copies:
+        assert [e for _, e in copy.utterances] == [e for _, e in original.utterances]  # None stays None
+        assert any(a.size != b.size or (a != b).any() for a, b in zip(copy.codes, original.codes))
+    assert perturbed_coded_dialogues(RunConfig(), bundle.tokenizer, [dialogue], tmp_path) == []

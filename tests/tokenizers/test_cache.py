@@ -140,3 +140,26 @@ def test_fit_on_dialogues_errors(tmp_path, kmeans):
         fit_on_dialogues(Recording(), dialogues, ["Ses0", "Ses7"])
     with pytest.raises(ConfigError, match="nothing to fit"):
         fit_on_dialogues(Counting(kmeans), dialogues, ["Ses0"])
+
+
+def test_perturbed_copies_are_new_voices_of_the_same_turns_and_are_cached(tmp_path, kmeans):
+    from convmem.audio.augment import SpeakerAugmentConfig
+    from convmem.tokenizers.cache import encode_perturbed_copies
+
+    dialogues = make_dialogues(tmp_path)
+    cfg = SpeakerAugmentConfig(copies=2, speed=0.2, gain_db=6.0)
+    assert encode_perturbed_copies(kmeans, dialogues, SpeakerAugmentConfig(copies=0), progress=False) == []
+    tok, cache = Counting(kmeans), CodeCache(tmp_path / "cache")
+    copies = encode_perturbed_copies(tok, dialogues, cfg, cache, progress=False)
+    assert [cid for cid, _ in copies] == ["d0#aug1", "d0#aug2", "d1#aug1", "d1#aug2"]
+    original = encode_dialogues(kmeans, dialogues, progress=False)
+    for cid, codes in copies:
+        assert list(codes) == [u.id for u in dialogues[int(cid[1])].utterances]
+        for uid, c in codes.items():
+            # the duration changes by the speaker's speed factor, so the codes are new audio
+            assert abs(c.size - original[uid].size) <= 0.25 * original[uid].size + 1
+        assert any(not np.array_equal(c, original[u]) for u, c in codes.items())
+    assert tok.calls == 12 and cache.misses == 12
+    again = encode_perturbed_copies(tok, dialogues, cfg, cache, progress=False)
+    assert tok.calls == 12 and cache.hits == 12
+    assert all(np.array_equal(a[1][u], b[1][u]) for a, b in zip(copies, again) for u in a[1])

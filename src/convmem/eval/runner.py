@@ -202,6 +202,19 @@ def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray]):
     return [CodedDialogue(d.dialogue_id, [(codes[u.id], u.emotion) for u in d.utterances]) for d in dialogues]
 
 
+def perturbed_coded_dialogues(cfg: RunConfig, tokenizer, train: list[Dialogue], cache_root: Path):
+    """`cfg.augment.copies` speaker-perturbed copies of the training dialogues, coded (may be [])."""
+    from convmem.slm.stream import CodedDialogue
+    from convmem.tokenizers.cache import CodeCache, encode_perturbed_copies
+
+    by_id = {d.dialogue_id: d for d in train}
+    out = []
+    for copy_id, codes in encode_perturbed_copies(tokenizer, train, cfg.augment, CodeCache(cache_root)):
+        source = by_id[copy_id.rsplit("#aug", 1)[0]]
+        out.append(CodedDialogue(copy_id, [(codes[u.id], u.emotion) for u in source.utterances]))
+    return out
+
+
 # ---------------------------------------------------------------- training a fold's models
 
 def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, methods: list[str],
@@ -227,7 +240,7 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         fit_on_dialogues(tokenizer, train, sessions)
         save_parts(model_dir, tokenizer=tokenizer, **common)
     codes = _encode(tokenizer, train, cache_root, "train")
-    coded = coded_dialogues(train, codes)
+    coded = coded_dialogues(train, codes) + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root)
 
     if (model_dir / "slm").is_dir():
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)

@@ -185,3 +185,42 @@ def fit_on_dialogues(
                     bar.update(1)
 
     return tokenizer.fit(waves(), SAMPLE_RATE)
+
+
+def encode_perturbed_copies(
+    tokenizer: SpeechTokenizer,
+    dialogues: Iterable[Dialogue],
+    augment,
+    cache: CodeCache | None = None,
+    progress: bool = True,
+) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Codes of `augment.copies` speaker-perturbed copies of every dialogue (training data only;
+    see `convmem.audio.augment`): [(copy id "<dialogue>#aug<k>", {utterance id: int64[frames]})].
+
+    Every speaker of a copy gets one perturbation for the whole copy, so the copy is a coherent
+    conversation of new voices. Cached like any audio (the key is the perturbed samples).
+    """
+    from tqdm import tqdm
+
+    from convmem.audio.augment import draw_perturbations
+
+    dialogues = list(dialogues)
+    if augment.copies <= 0:
+        return []
+    fingerprint = tokenizer.fingerprint if cache is not None else None
+    total = augment.copies * sum(len(d.utterances) for d in dialogues)
+    out = []
+    with tqdm(total=total, desc=f"tokenize perturbed copies ({tokenizer.kind})", unit="utt",
+              disable=not progress) as bar:
+        for dialogue in dialogues:
+            waves = [utterance_waveform(u, dialogue) for u in dialogue.utterances]
+            for k in range(1, augment.copies + 1):
+                draws = draw_perturbations(augment, dialogue.dialogue_id, [u.speaker for u in dialogue.utterances], k)
+                codes = {}
+                for utt, wave in zip(dialogue.utterances, waves):
+                    wave = draws[utt.speaker].apply(wave)
+                    codes[utt.id] = (np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64) if cache is None
+                                     else cache.encode(tokenizer, wave, fingerprint))
+                    bar.update(1)
+                out.append((f"{dialogue.dialogue_id}#aug{k}", codes))
+    return out
