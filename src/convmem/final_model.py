@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def train_final(cfg, out: Path) -> Path:
-    """Train tokenizer, SLM, classifier and MAL on all sessions into `out/final_model`."""
+    """Train tokenizer, SLM and the parts `cfg.final_methods` need (default: every evaluated
+    method's: classifier, MAL) on all sessions into `out/final_model`."""
     from convmem.corpus.manifest import read_manifest
     from convmem.eval.runner import method_list, train_fold_models
 
@@ -14,4 +15,5 @@ def train_final(cfg, out: Path) -> Path:
     dialogues = read_manifest(manifest, labels=cfg.corpus.labels)
     sessions = sorted({d.session for d in dialogues})
     info = {"fold": "final", "train_sessions": sessions, "test_sessions": []}
-    return train_fold_models(cfg, dialogues, out / "final_model", method_list(cfg), out / "cache", fold_info=info)
+    methods = method_list(cfg) if cfg.final_methods is None else list(cfg.final_methods)
+    return train_fold_models(cfg, dialogues, out / "final_model", methods, out / "cache", fold_info=info)

@@ -84,6 +84,8 @@ class RunConfig:
     seed: int = 0
     threads: int | None = None  # torch threads; None = torch's default (all cores)
     final: bool = False  # also train a final model on every session
+    # the final model's parts (e.g. [window, dpm, mal]: what predict/serve use); None = every evaluated method's
+    final_methods: list[str] | None = None
     corpus: CorpusSection = field(default_factory=CorpusSection)
     folds: FoldsSection = field(default_factory=FoldsSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
@@ -107,6 +109,12 @@ class RunConfig:
 
             raise ConfigError("eval.emotion_tokens: must be 'none' when train.emotion_tokens is 'none' "
                               "(the model never saw emotion tokens in its history)")
+        if self.final_methods is not None:
+            bad = [m for m in self.final_methods if m not in BASE_METHODS]
+            if bad:
+                from convmem.errors import ConfigError
+
+                raise ConfigError(f"final_methods: unknown method {bad[0]!r} (known: {', '.join(BASE_METHODS)})")
         self.classifier_config()
         self.mal_config(emotion_ids=(0,), audio_id_range=(0, 1))
 

@@ -178,6 +178,7 @@ def _comparable(d: dict) -> dict:
     d.get("eval", {}).pop("methods", None)
     d.get("eval", {}).pop("vad_methods", None)
     d.pop("final", None)
+    d.pop("final_methods", None)
     return d
 
 
