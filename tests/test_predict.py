@@ -110,6 +110,39 @@ def test_interleaved_live_sessions_are_independent(dpm, recording):
     assert len(o1) == 5 and len(o2) == 3
 
 
+@pytest.mark.parametrize("memory", ["dpm", "window"])
+def test_sessions_on_threads_equal_each_alone(model_dir, recording, memory):
+    """The Python API is thread-safe: sessions driven from threads at once give their lone results
+    (without the predictor's model lock, one thread's DPM hooks act on the other's calls)."""
+    import threading
+
+    pred = Predictor.load(model_dir, memory=memory)
+    _, w1, _ = recording
+    w2, _ = speech_recording(3, seed=22)
+    waves = {"a": w1, "b": w2, "c": w1[::-1].copy()}
+
+    def run(key, out=None):
+        s = pred.open_session(key)
+        got = []
+        for i in range(0, waves[key].size, 4000):
+            got += s.push_audio(waves[key][i:i + 4000])
+        got += s.flush()
+        s.close()
+        rows = _rows(Timeline(got, pred.labels, 0, memory, ""))
+        if out is not None:
+            out[key] = rows
+        return rows
+
+    alone = {k: run(k) for k in waves}
+    together: dict = {}
+    threads = [threading.Thread(target=run, args=(k, together)) for k in waves]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert together == alone and len(alone["a"]) == 5
+
+
 def test_other_rate_and_stereo_give_same_utterances(dpm, recording, tmp_path):
     path, wave, _ = recording
     from scipy.signal import resample_poly

@@ -17,9 +17,11 @@ the small per-utterance results accumulate. No gold label is read anywhere here.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -113,10 +115,16 @@ class Timeline:
 
 
 class Predictor:
-    """A model directory loaded once, then applied to any number of recordings or live sessions."""
+    """A model directory loaded once, then applied to any number of recordings or live sessions.
+
+    Thread-safe: sessions on different threads may be driven at once. Every model call holds one
+    lock, because a DPM or MAL memory works by hooking the single shared model for the duration of
+    its call (the service serialises the same way); VAD, resampling and bookkeeping run outside it.
+    """
 
     def __init__(self, bundle, memory: str = "dpm", vad: VADConfig = VADConfig()):
         self.bundle = bundle
+        self.model_lock = threading.RLock()
         self.memory = memory
         self.vad = vad
         self.labels = tuple(bundle.labels)
@@ -223,10 +231,7 @@ class Predictor:
 
         codes = self.bundle.tokenizer.encode(wave16k, SAMPLE_RATE)
         ids = self.bundle.vocab.audio_ids(codes)
-        if self.memory in _NO_GRAD_METHODS:
-            with torch.no_grad():
-                logits, _ = conv.push(ids)
-        else:
+        with self.model_lock, torch.no_grad() if self.memory in _NO_GRAD_METHODS else contextlib.nullcontext():
             logits, _ = conv.push(ids)
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
@@ -245,7 +250,8 @@ class LiveSession:
     def __init__(self, predictor: Predictor, key: str):
         self.predictor = predictor
         self.key = key
-        self._conv = predictor.engine.open(key)
+        with predictor.model_lock:
+            self._conv = predictor.engine.open(key)
         self._seg: StreamingSegmenter | None = None
         self._resampler: StreamResampler | None = None
         self._rate: int | None = None
@@ -303,7 +309,8 @@ class LiveSession:
     def close(self) -> None:
         """Drop the memory and any buffered audio: nothing of this conversation is kept."""
         if not self.closed:
-            self._conv.close()
+            with self.predictor.model_lock:
+                self._conv.close()
         self._seg = self._resampler = None
         self.closed = True
 
