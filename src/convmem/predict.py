@@ -24,22 +24,22 @@ import math
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from convmem.audio.io import StreamResampler, iter_file_blocks
 from convmem.audio.segments import TimeSegment
 from convmem.audio.vad import (
     SAMPLE_RATE,
     StreamingSegmenter,
-    StreamResampler,
     VADConfig,
     check_wave,
     resolve_backend,
 )
 from convmem.errors import AudioError, ConfigError, ConvmemError
 
-BLOCK_SECONDS = 30.0  # file blocks read at once: bounds memory, amortises VAD/read overhead
+BLOCK_SECONDS = 30.0  # blocks read or sliced at once: bounds memory, amortises VAD/read overhead
 MAX_CHUNK_SECONDS = 60.0  # one live push_audio call
 MAX_UTTERANCE_SECONDS = 120.0  # one push_utterance call (the SLM truncates long ones anyway)
 _NO_GRAD_METHODS = ("none", "window", "window_full", "classifier")  # memories that never backprop
@@ -205,7 +205,7 @@ class Predictor:
                         raise AudioError(f"{seg.where or f'segment {seg.start}-{seg.end} s'}: {exc}") from None
                     bar.update(max(0.0, min(seg.end, duration) - bar.n))
             else:
-                blocks = iter_file_blocks(path) if path is not None else _array_blocks(wave, int(sample_rate))
+                blocks = iter_file_blocks(path, BLOCK_SECONDS) if path is not None else _array_blocks(wave, int(sample_rate))
                 for block, rate, seconds in blocks:
                     keep(session.push_audio(block, rate, _trusted=True))
                     bar.update(seconds)
@@ -337,26 +337,6 @@ def _check_segments(segments: Sequence[TimeSegment], duration: float, audio: str
             raise ConfigError(f"{where}: segments must be in time order (starts at {s.start} s, "
                               f"before the previous one at {prev} s)")
         prev = s.start
-
-
-def iter_file_blocks(path: Path, block_s: float = BLOCK_SECONDS) -> Iterator[tuple[np.ndarray, int, float]]:
-    """(mono float32 block at the file's rate, rate, seconds) for consecutive blocks of `path`."""
-    import soundfile as sf
-
-    try:
-        with sf.SoundFile(str(path)) as fh:
-            rate = int(fh.samplerate)
-            size = max(1, int(block_s * rate))
-            while True:
-                data = fh.read(size, dtype="float32", always_2d=True)
-                if data.shape[0] == 0:
-                    break
-                mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-                # as load_audio does: a few bad samples become silence rather than failing an hour
-                mono = np.where(np.isfinite(mono), mono, 0.0).astype(np.float32)
-                yield mono, rate, mono.size / rate
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise AudioError(f"{path}: corrupt or truncated audio while reading ({exc})") from None
 
 
 def _array_blocks(wave: np.ndarray, rate: int, block_s: float = BLOCK_SECONDS):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from convmem.audio.io import audio_info, load_audio, resample, write_wav
+from convmem.audio.io import StreamResampler, audio_info, load_audio, resample, write_wav
 from convmem.errors import AudioError
 from tests.conftest import make_tone
 
@@ -73,3 +73,20 @@ def test_write_wav_roundtrip_and_atomic(tmp_path):
 def test_resample_length_rational():
     wave = make_tone(1.0, sr=44100)
     assert resample(wave, 44100, 16000).size == 16000
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_stream_resampler_equals_one_shot(rate):
+    rng = np.random.default_rng(rate)
+    x = (0.3 * rng.standard_normal(rate * 2 + 77)).astype(np.float32)
+    r = StreamResampler(rate)
+    parts, i = [], 0
+    while i < x.size:
+        n = int(rng.integers(1, rate // 5))
+        parts.append(r.push(x[i:i + n]))
+        i += n
+    parts.append(r.flush())
+    got = np.concatenate(parts)
+    want = resample(x, rate, 16000)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=2e-6)

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from convmem.config import load_config
 from convmem.eval.predictions import read_predictions_csv
 from convmem.eval.results import recompute_check, validate_results
-from convmem.run_config import RunConfig
 
 pytestmark = pytest.mark.slow
 

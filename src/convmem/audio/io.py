@@ -3,10 +3,15 @@
 `load_audio` turns wav/flac/ogg of any sample rate and channel count into float32 mono 16 kHz,
 and raises AudioError naming the file for anything unusable: missing, empty, corrupt,
 truncated, or all-NaN.
+For audio that must not be held whole (an hour-long call, a live stream), `iter_file_blocks`
+reads a file block by block and `StreamResampler` resamples chunk by chunk exactly as `resample`
+would resample the whole.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -142,3 +147,74 @@ def _check_wav_complete(path: Path) -> None:
 def _why(exc: Exception) -> str:
     msg = str(exc).strip().splitlines()
     return msg[-1] if msg else type(exc).__name__
+
+
+def iter_file_blocks(path: Path, block_s: float = 30.0) -> Iterator[tuple[np.ndarray, int, float]]:
+    """(mono float32 block at the file's rate, rate, seconds) for consecutive blocks of `path`."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            rate = int(fh.samplerate)
+            size = max(1, int(block_s * rate))
+            while True:
+                data = fh.read(size, dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    break
+                mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+                # as load_audio does: a few bad samples become silence rather than failing an hour
+                mono = np.where(np.isfinite(mono), mono, 0.0).astype(np.float32)
+                yield mono, rate, mono.size / rate
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"{path}: corrupt or truncated audio while reading ({exc})") from None
+
+
+class StreamResampler:
+    """Resample a stream chunk by chunk to 16 kHz with the same polyphase filter as `resample`.
+
+    scipy has no stateful polyphase resampler, so this is overlap-save around `resample_poly`:
+    each call filters [left context | new samples | held-back tail] and keeps only outputs whose
+    filter support lies inside real input, holding back `pad` samples of look-ahead. Aligned to
+    whole `down`-sample units, the output equals a one-shot `resample_poly` of the whole stream
+    (up to float rounding) instead of clicking at every chunk edge.
+    """
+
+    def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE):
+        ratio = Fraction(int(target_sr), int(orig_sr))
+        self.up, self.down = ratio.numerator, ratio.denominator
+        self.identity = self.up == self.down == 1
+        # resample_poly's default filter reaches 10 * max(up, down) upsampled samples each side
+        reach = math.ceil(10 * max(self.up, self.down) / self.up) + 1
+        self.pad = math.ceil(reach / self.down) * self.down
+        self._left = np.zeros(0, np.float32)
+        self._pending = np.zeros(0, np.float32)
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """float32[n] at orig_sr -> float32[m] at 16 kHz (m may be 0 while look-ahead builds up)."""
+        if self.identity:
+            return chunk.astype(np.float32, copy=False)
+        self._pending = np.concatenate([self._pending, chunk.astype(np.float32, copy=False)])
+        ready = (self._pending.size - self.pad) // self.down * self.down
+        if ready <= 0:
+            return np.zeros(0, np.float32)
+        return self._emit(ready, final=False)
+
+    def flush(self) -> np.ndarray:
+        """The rest of the stream (zero-padded at its true end, as the one-shot filter does)."""
+        if self.identity or self._pending.size == 0:
+            return np.zeros(0, np.float32)
+        return self._emit(self._pending.size, final=True)
+
+    def _emit(self, ready: int, final: bool) -> np.ndarray:
+        from scipy.signal import resample_poly
+
+        body = self._pending[: ready if final else ready + self.pad]
+        x = np.concatenate([self._left, body]).astype(np.float64)
+        y = resample_poly(x, self.up, self.down)
+        skip = self._left.size * self.up // self.down
+        n_out = math.ceil(ready * self.up / self.down) if final else ready * self.up // self.down
+        out = y[skip: skip + n_out].astype(np.float32)
+        done = self._pending[:ready]
+        self._left = np.concatenate([self._left, done])[-self.pad:] if not final else self._left
+        self._pending = self._pending[ready:]
+        return out

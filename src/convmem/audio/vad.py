@@ -27,9 +27,7 @@ threshold and 30 ms padding.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
@@ -174,57 +172,6 @@ def speech_segments(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, config: VA
             min_speech_duration_ms=int(config.min_utterance_s * 1000), max_speech_duration_s=config.max_utterance_s,
             min_silence_duration_ms=int(config.min_silence_s * 1000), speech_pad_ms=int(config.speech_pad_s * 1000))
     return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
-
-
-class StreamResampler:
-    """Resample a stream chunk by chunk to 16 kHz with the same polyphase filter as `resample`.
-
-    scipy has no stateful polyphase resampler, so this is overlap-save around `resample_poly`:
-    each call filters [left context | new samples | held-back tail] and keeps only outputs whose
-    filter support lies inside real input, holding back `pad` samples of look-ahead. Aligned to
-    whole `down`-sample units, the output equals a one-shot `resample_poly` of the whole stream
-    (up to float rounding) instead of clicking at every chunk edge.
-    """
-
-    def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE):
-        ratio = Fraction(int(target_sr), int(orig_sr))
-        self.up, self.down = ratio.numerator, ratio.denominator
-        self.identity = self.up == self.down == 1
-        # resample_poly's default filter reaches 10 * max(up, down) upsampled samples each side
-        reach = math.ceil(10 * max(self.up, self.down) / self.up) + 1
-        self.pad = math.ceil(reach / self.down) * self.down
-        self._left = np.zeros(0, np.float32)
-        self._pending = np.zeros(0, np.float32)
-
-    def push(self, chunk: np.ndarray) -> np.ndarray:
-        """float32[n] at orig_sr -> float32[m] at 16 kHz (m may be 0 while look-ahead builds up)."""
-        if self.identity:
-            return chunk.astype(np.float32, copy=False)
-        self._pending = np.concatenate([self._pending, chunk.astype(np.float32, copy=False)])
-        ready = (self._pending.size - self.pad) // self.down * self.down
-        if ready <= 0:
-            return np.zeros(0, np.float32)
-        return self._emit(ready, final=False)
-
-    def flush(self) -> np.ndarray:
-        """The rest of the stream (zero-padded at its true end, as the one-shot filter does)."""
-        if self.identity or self._pending.size == 0:
-            return np.zeros(0, np.float32)
-        return self._emit(self._pending.size, final=True)
-
-    def _emit(self, ready: int, final: bool) -> np.ndarray:
-        from scipy.signal import resample_poly
-
-        body = self._pending[: ready if final else ready + self.pad]
-        x = np.concatenate([self._left, body]).astype(np.float64)
-        y = resample_poly(x, self.up, self.down)
-        skip = self._left.size * self.up // self.down
-        n_out = math.ceil(ready * self.up / self.down) if final else ready * self.up // self.down
-        out = y[skip: skip + n_out].astype(np.float32)
-        done = self._pending[:ready]
-        self._left = np.concatenate([self._left, done])[-self.pad:] if not final else self._left
-        self._pending = self._pending[ready:]
-        return out
 
 
 class StreamingSegmenter:

@@ -139,9 +139,9 @@ def segmentation_summary(results: Sequence[VadDialogueResult]) -> dict:
 
 def _vad_utterances(dialogue, config: VADConfig, model, block_s: float = 30.0):
     """Stream the dialogue recording through a fresh StreamingSegmenter, block by block."""
-    from convmem.audio.vad import StreamingSegmenter, StreamResampler, load_vad_model
+    from convmem.audio.io import StreamResampler, iter_file_blocks
+    from convmem.audio.vad import StreamingSegmenter, load_vad_model
     from convmem.errors import ManifestError
-    from convmem.predict import iter_file_blocks
 
     if dialogue.audio is None:
         raise ManifestError(f"dialogue {dialogue.dialogue_id}: no whole-dialogue audio to segment with VAD")
