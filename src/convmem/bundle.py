@@ -26,6 +26,8 @@ from convmem.errors import ConfigError, ConvmemError
 from convmem.fileio import atomic_write_json
 
 FORMAT = "convmem-model"
+# Methods whose memory only reads; every other one (DPM and its variants, MAL) writes by backprop.
+NO_GRAD_METHODS = ("none", "window", "window_full", "classifier")
 BUNDLE_FILE = "bundle.json"
 
 

@@ -42,7 +42,6 @@ from convmem.errors import AudioError, ConfigError, ConvmemError
 BLOCK_SECONDS = 30.0  # blocks read or sliced at once: bounds memory, amortises VAD/read overhead
 MAX_CHUNK_SECONDS = 60.0  # one live push_audio call
 MAX_UTTERANCE_SECONDS = 120.0  # one push_utterance call (the SLM truncates long ones anyway)
-_NO_GRAD_METHODS = ("none", "window", "window_full", "classifier")  # memories that never backprop
 
 
 @dataclass
@@ -129,6 +128,9 @@ class Predictor:
         self.vad = vad
         self.labels = tuple(bundle.labels)
         self.engine = bundle.engine(memory)  # ConfigError for a method this model does not offer
+        from convmem.bundle import NO_GRAD_METHODS
+
+        self._no_grad = memory in NO_GRAD_METHODS
 
     @classmethod
     def load(cls, model_dir: str | Path, memory: str = "dpm", device: str = "cpu",
@@ -231,7 +233,7 @@ class Predictor:
 
         codes = self.bundle.tokenizer.encode(wave16k, SAMPLE_RATE)
         ids = self.bundle.vocab.audio_ids(codes)
-        with self.model_lock, torch.no_grad() if self.memory in _NO_GRAD_METHODS else contextlib.nullcontext():
+        with self.model_lock, torch.no_grad() if self._no_grad else contextlib.nullcontext():
             logits, _ = conv.push(ids)
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 

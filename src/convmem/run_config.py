@@ -104,16 +104,14 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # fail at load time, not after an hour of training
-        if self.train.emotion_tokens == "none" and self.eval.emotion_tokens != "none":
-            from convmem.errors import ConfigError
+        from convmem.errors import ConfigError
 
+        if self.train.emotion_tokens == "none" and self.eval.emotion_tokens != "none":
             raise ConfigError("eval.emotion_tokens: must be 'none' when train.emotion_tokens is 'none' "
                               "(the model never saw emotion tokens in its history)")
         if self.final_methods is not None:
             bad = [m for m in self.final_methods if m not in BASE_METHODS]
             if bad:
-                from convmem.errors import ConfigError
-
                 raise ConfigError(f"final_methods: unknown method {bad[0]!r} (known: {', '.join(BASE_METHODS)})")
         self.classifier_config()
         self.mal_config(emotion_ids=(0,), audio_id_range=(0, 1))

@@ -151,9 +151,10 @@ def test_perturbed_copies_are_new_voices_of_the_same_turns_and_are_cached(tmp_pa
     assert encode_perturbed_copies(kmeans, dialogues, SpeakerAugmentConfig(copies=0), progress=False) == []
     tok, cache = Counting(kmeans), CodeCache(tmp_path / "cache")
     copies = encode_perturbed_copies(tok, dialogues, cfg, cache, progress=False)
-    assert [cid for cid, _ in copies] == ["d0#aug1", "d0#aug2", "d1#aug1", "d1#aug2"]
+    assert [cid for cid, _, _ in copies] == ["d0#aug1", "d0#aug2", "d1#aug1", "d1#aug2"]
+    assert [src.dialogue_id for _, src, _ in copies] == ["d0", "d0", "d1", "d1"]
     original = encode_dialogues(kmeans, dialogues, progress=False)
-    for cid, codes in copies:
+    for cid, _, codes in copies:
         assert list(codes) == [u.id for u in dialogues[int(cid[1])].utterances]
         for uid, c in codes.items():
             # the duration changes by the speaker's speed factor, so the codes are new audio
@@ -162,4 +163,4 @@ def test_perturbed_copies_are_new_voices_of_the_same_turns_and_are_cached(tmp_pa
     assert tok.calls == 12 and cache.misses == 12
     again = encode_perturbed_copies(tok, dialogues, cfg, cache, progress=False)
     assert tok.calls == 12 and cache.hits == 12
-    assert all(np.array_equal(a[1][u], b[1][u]) for a, b in zip(copies, again) for u in a[1])
+    assert all(np.array_equal(a[2][u], b[2][u]) for a, b in zip(copies, again) for u in a[2])

@@ -15,6 +15,7 @@ merged predictions equal a single process's. Training stages run on the main pro
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -100,7 +101,7 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None,
                 from convmem.bundle import load_bundle
 
                 bundle = load_bundle(fdir / "model")
-                codes = _encode(bundle.tokenizer, test, out / "cache", "test")
+                codes = _encode(bundle.tokenizer, test, out / "cache")
             rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold.name, rank, world)
             _write_shard(pred_file, rows, cost, rank, world)
         stage(fold.name, "done")
@@ -191,7 +192,7 @@ def _diff_keys(a, b, prefix="") -> list[str]:
 
 # ---------------------------------------------------------------- codes
 
-def _encode(tokenizer, dialogues: list[Dialogue], cache_root: Path, what: str) -> dict[str, np.ndarray]:
+def _encode(tokenizer, dialogues: list[Dialogue], cache_root: Path) -> dict[str, np.ndarray]:
     from convmem.tokenizers.cache import CodeCache, encode_dialogues
 
     return encode_dialogues(tokenizer, dialogues, CodeCache(cache_root))
@@ -208,12 +209,8 @@ def perturbed_coded_dialogues(cfg: RunConfig, tokenizer, train: list[Dialogue], 
     from convmem.slm.stream import CodedDialogue
     from convmem.tokenizers.cache import CodeCache, encode_perturbed_copies
 
-    by_id = {d.dialogue_id: d for d in train}
-    out = []
-    for copy_id, codes in encode_perturbed_copies(tokenizer, train, cfg.augment, CodeCache(cache_root)):
-        source = by_id[copy_id.rsplit("#aug", 1)[0]]
-        out.append(CodedDialogue(copy_id, [(codes[u.id], u.emotion) for u in source.utterances]))
-    return out
+    return [CodedDialogue(copy_id, [(codes[u.id], u.emotion) for u in source.utterances])
+            for copy_id, source, codes in encode_perturbed_copies(tokenizer, train, cfg.augment, CodeCache(cache_root))]
 
 
 # ---------------------------------------------------------------- training a fold's models
@@ -240,8 +237,13 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         sessions = sorted({d.session for d in train})
         fit_on_dialogues(tokenizer, train, sessions)
         save_parts(model_dir, tokenizer=tokenizer, **common)
-    codes = _encode(tokenizer, train, cache_root, "train")
-    coded = coded_dialogues(train, codes) + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root)
+
+    @functools.cache
+    def coded():
+        # made only when a part is trained: a rerun with every part saved (`convmem eval` on a
+        # finished study) does not re-read, re-hash or re-perturb the training audio
+        codes = _encode(tokenizer, train, cache_root)
+        return coded_dialogues(train, codes) + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root)
 
     if (model_dir / "slm").is_dir():
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
@@ -250,7 +252,7 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
 
         vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
         slm = build_model(cfg.slm, vocab)
-        slm = train_slm(slm, vocab, coded, cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
+        slm = train_slm(slm, vocab, coded(), cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
         save_parts(model_dir, slm=slm, **common)
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
     slm.eval()
@@ -262,7 +264,7 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         from convmem.slm.stream import dialogue_stream
         from convmem.train.classifier_trainer import train_classifier, windows_from_stream
 
-        windows = [w for cd in coded for w in windows_from_stream(dialogue_stream(cd, vocab, cfg.train.emotion_tokens), cfg.slm.n_limit)]
+        windows = [w for cd in coded() for w in windows_from_stream(dialogue_stream(cd, vocab, cfg.train.emotion_tokens), cfg.slm.n_limit)]
         clf = EmotionClassifier.from_slm(slm.get_input_embeddings(), cfg.classifier_config())
         clf = train_classifier(clf, windows, cfg.classifier_train)
         save_parts(model_dir, classifier=clf, **common)
@@ -274,7 +276,7 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
         adapter = MALMemory.build(slm, mal_cfg).adapter
         dialogues = [[UtteranceTokens(vocab.audio_ids(c), None if e is None else labels.index(e))
-                      for c, e in cd.utterances] for cd in coded]
+                      for c, e in cd.utterances] for cd in coded()]
         train_mal(slm, adapter, dialogues, cfg.mal_train, mal_cfg, vocab.audio_end_id)
         save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
 
@@ -296,6 +298,8 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
     """
     import torch
 
+    from convmem.bundle import NO_GRAD_METHODS
+
     base = method[: -len(VAD_SUFFIX)] if method.endswith(VAD_SUFFIX) else method
     overrides = cfg.eval.dpm_variants.get(base) if base in cfg.eval.dpm_variants else None
     engine = bundle.engine("dpm" if overrides is not None else base, emotion_tokens=cfg.eval.emotion_tokens,
@@ -307,7 +311,7 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
     if base != method:
         results = [_vad_result(bundle, base, engine, d, conv, cfg.eval.emotion_tokens) for d, conv in zip(mine, convs)]
     else:
-        with torch.no_grad() if base in ("none", "window", "window_full", "classifier") else contextlib.nullcontext():
+        with torch.no_grad() if base in NO_GRAD_METHODS else contextlib.nullcontext():
             results = engine.run(convs, keys=[d.dialogue_id for d in mine], batch_size=cfg.eval.batch_size)
     seconds = time.perf_counter() - t0
     close = getattr(engine.memory, "close", None)

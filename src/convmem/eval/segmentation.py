@@ -104,6 +104,8 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
     """
     import torch
 
+    from convmem.bundle import NO_GRAD_METHODS
+
     engine = engine if engine is not None else bundle.engine(method)
     segs, ids = [], []
     for s in _vad_utterances(dialogue, config, model):
@@ -111,8 +113,7 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
         ids.append(bundle.vocab.audio_ids(bundle.tokenizer.encode(s.wave, 16000)))
     n_labels = len(bundle.labels)
     if ids:
-        grad = method.startswith("dpm") or method == "mal"
-        with torch.enable_grad() if grad else torch.no_grad():
+        with torch.no_grad() if method in NO_GRAD_METHODS else torch.enable_grad():
             seg_logits = engine.run([ids], keys=[dialogue.dialogue_id])[0].logits
     else:
         seg_logits = np.zeros((0, n_labels), np.float32)

@@ -127,10 +127,14 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
                   emotion_pos=as_t(emo_pos), labels=as_t(labels))
 
 
+# What a training stream holds after each labelled utterance: its gold emotion token, or nothing.
+TRAIN_EMOTION_TOKENS = ("gold", "none")
+
+
 def dialogue_stream(d: CodedDialogue, vocab: EmotionVocab, emotion_tokens: str = "gold") -> Stream:
     """Training stream of a coded dialogue: gold emotion tokens where labelled ("gold"), or none
     in the stream but labels kept for L_e ("none")."""
-    if emotion_tokens not in ("gold", "none"):
-        raise ValueError(f"emotion_tokens must be 'gold' or 'none', got {emotion_tokens!r}")
+    if emotion_tokens not in TRAIN_EMOTION_TOKENS:
+        raise ValueError(f"emotion_tokens must be one of {TRAIN_EMOTION_TOKENS}, got {emotion_tokens!r}")
     return build_stream(d.codes, vocab, d.emotions, where=f"dialogue {d.dialogue_id!r}",
                         insert_emotion_tokens=emotion_tokens == "gold")

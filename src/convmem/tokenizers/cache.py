@@ -113,10 +113,15 @@ def encode_utterance(
     tokenizer: SpeechTokenizer, utterance: Utterance, dialogue: Dialogue, cache: CodeCache | None = None
 ) -> np.ndarray:
     """int64[frames] codes of one utterance (through `cache` when given)."""
-    wave = utterance_waveform(utterance, dialogue)
+    return _codes(tokenizer, utterance_waveform(utterance, dialogue), cache)
+
+
+def _codes(tokenizer: SpeechTokenizer, wave: np.ndarray, cache: CodeCache | None,
+           fingerprint: str | None = None) -> np.ndarray:
+    """int64[frames] codes of float32[samples] at 16 kHz, through `cache` when given."""
     if cache is None:
         return np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64)
-    return cache.encode(tokenizer, wave)
+    return cache.encode(tokenizer, wave, fingerprint)
 
 
 def encode_dialogues(
@@ -142,11 +147,7 @@ def encode_dialogues(
             for utt in dialogue.utterances:
                 if utt.id in out:
                     raise ManifestError(f"dialogue {dialogue.dialogue_id}: utterance id {utt.id!r} occurs twice")
-                wave = utterance_waveform(utt, dialogue)
-                if cache is None:
-                    out[utt.id] = np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64)
-                else:
-                    out[utt.id] = cache.encode(tokenizer, wave, fingerprint)
+                out[utt.id] = _codes(tokenizer, utterance_waveform(utt, dialogue), cache, fingerprint)
                 bar.update(1)
     return out
 
@@ -193,9 +194,10 @@ def encode_perturbed_copies(
     augment,
     cache: CodeCache | None = None,
     progress: bool = True,
-) -> list[tuple[str, dict[str, np.ndarray]]]:
+) -> list[tuple[str, Dialogue, dict[str, np.ndarray]]]:
     """Codes of `augment.copies` speaker-perturbed copies of every dialogue (training data only;
-    see `convmem.audio.augment`): [(copy id "<dialogue>#aug<k>", {utterance id: int64[frames]})].
+    see `convmem.audio.augment`): [(copy id "<dialogue>#aug<k>", source dialogue,
+    {utterance id: int64[frames]})].
 
     Every speaker of a copy gets one perturbation for the whole copy, so the copy is a coherent
     conversation of new voices. Cached like any audio (the key is the perturbed samples).
@@ -218,9 +220,7 @@ def encode_perturbed_copies(
                 draws = draw_perturbations(augment, dialogue.dialogue_id, [u.speaker for u in dialogue.utterances], k)
                 codes = {}
                 for utt, wave in zip(dialogue.utterances, waves):
-                    wave = draws[utt.speaker].apply(wave)
-                    codes[utt.id] = (np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64) if cache is None
-                                     else cache.encode(tokenizer, wave, fingerprint))
+                    codes[utt.id] = _codes(tokenizer, draws[utt.speaker].apply(wave), cache, fingerprint)
                     bar.update(1)
-                out.append((f"{dialogue.dialogue_id}#aug{k}", codes))
+                out.append((f"{dialogue.dialogue_id}#aug{k}", dialogue, codes))
     return out

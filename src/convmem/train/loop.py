@@ -25,7 +25,7 @@ import torch
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
 from convmem.slm.loss import Losses, slm_loss
-from convmem.slm.stream import CodedDialogue, dialogue_stream
+from convmem.slm.stream import TRAIN_EMOTION_TOKENS, CodedDialogue, dialogue_stream
 from convmem.slm.vocab import EmotionVocab
 from convmem.slm.windows import Example, WindowConfig, build_examples, collate
 from convmem.train.checkpoint import (TrainProgress, latest_checkpoint, load_checkpoint, read_meta,
@@ -73,8 +73,8 @@ class TrainConfig:
     emotion_tokens: str = "gold"
 
     def check(self) -> None:
-        if self.emotion_tokens not in ("gold", "none"):
-            raise ConfigError(f"train config: emotion_tokens {self.emotion_tokens!r} not one of ('gold', 'none')")
+        if self.emotion_tokens not in TRAIN_EMOTION_TOKENS:
+            raise ConfigError(f"train config: emotion_tokens {self.emotion_tokens!r} not one of {TRAIN_EMOTION_TOKENS}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"train config: objective {self.objective!r} not one of {OBJECTIVES}")
         if self.schedule not in SCHEDULES:
