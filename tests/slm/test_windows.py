@@ -5,7 +5,8 @@ import torch
 from convmem.slm.stream import build_stream
 from convmem.slm.vocab import EmotionVocab
 from convmem.slm.windows import (IGNORE, Example, WindowConfig, audio_window, build_examples, chunk_bounds,
-                                 collate, dense_examples, emotion_window, paper_examples)
+                                 collate, dense_examples, emotion_window, history_free_examples,
+                                 paper_examples)
 
 V = EmotionVocab.tiny(codebook_size=10, labels=("neu", "hap", "sad", "ang"))  # a_k = k+1, end 11, emo 12..15
 I = IGNORE
@@ -57,6 +58,28 @@ def test_paper_examples_split_when_emotion_window_differs():
     assert la_only.ids.tolist() == [5, 11, 6, 7, 8, 9, 11] and (la_only.le_labels == I).all()
     assert le_only.ids.tolist() == [6, 7, 8, 9, 11]
     assert (le_only.la_targets == I).all() and le_only.le_labels.tolist() == [I, I, I, I, 2]
+
+
+def test_history_free_examples_hold_one_scored_utterance_alone():
+    ex = history_free_examples(crafted(), V, n_limit=16)
+    assert len(ex) == 2  # the unscored middle utterance gets none
+    a, b = ex
+    assert a.ids.tolist() == [1, 2, 3, 11]
+    assert a.la_targets.tolist() == [2, 3, 11, I] and a.le_labels.tolist() == [I, I, I, 1]
+    assert b.ids.tolist() == [6, 7, 8, 9, 11]  # no history, no earlier emotion token
+    assert b.la_targets.tolist() == [7, 8, 9, 11, I] and b.le_labels.tolist() == [I] * 4 + [2]
+    # an utterance longer than n_limit keeps its last n_limit tokens, ending at <audio_end>
+    assert history_free_examples(crafted(), V, n_limit=3)[1].ids.tolist() == [8, 9, 11]
+
+
+@pytest.mark.parametrize("objective", ["dense", "paper"])
+def test_build_examples_adds_history_free_examples_per_stream(objective):
+    w = WindowConfig(n_o=4, n_p=3, n_q=7)
+    plain = build_examples([crafted(), crafted()], V, objective, w, n_limit=8)
+    both = build_examples([crafted(), crafted()], V, objective, w, n_limit=8, history_free=True)
+    assert len(both) == len(plain) + 4
+    alone = [e.ids.tolist() for e in history_free_examples(crafted(), V, 8)]
+    assert [e.ids.tolist() for e in both[len(plain) // 2: len(plain) // 2 + 2]] == alone
 
 
 def test_window_config_checked_against_n_limit():

@@ -94,3 +94,15 @@ def test_frame_sampler_is_uniform_capped_and_seeded():
     assert a.shape == (150,) and np.array_equal(a, run(0)) and not np.array_equal(a, run(1))
     counts = np.bincount(a.astype(int), minlength=20)
     assert counts[:10].sum() > 40 and counts[10:].sum() > 40  # early blocks are not crowded out
+
+
+def test_utterance_cmn_removes_loudness_and_keeps_old_fingerprints():
+    quiet = [speechlike(3.0, seed=s, gain=0.05) for s in range(3)]
+    loud = [speechlike(3.0, seed=s, gain=0.2) for s in range(3)]
+    tok = build_tokenizer("kmeans", codebook_size=16, seed=0, utterance_cmn=True).fit(quiet + loud)
+    # the same voice 4x louder: identical log-mel after the mean is removed (up to the noise floor)
+    q, lo = tok.encode(quiet[0], 16000), tok.encode(loud[0], 16000)
+    assert np.mean(q == lo) > 0.9
+    plain = build_tokenizer("kmeans", codebook_size=16, seed=0).fit(quiet + loud)
+    explicit = build_tokenizer("kmeans", codebook_size=16, seed=0, utterance_cmn=False).fit(quiet + loud)
+    assert plain.fingerprint == explicit.fingerprint != tok.fingerprint

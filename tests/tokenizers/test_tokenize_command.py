@@ -38,3 +38,14 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     assert main([*args, "--fit", "kmeans", "--sessions", "Ses5"]) == 2
     assert "['Ses5'] not found" in capsys.readouterr().err
     assert not (tmp_path / "tok").exists()  # nothing half-written
+
+
+def test_fit_pitch_kmeans(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "manifest.jsonl", make_dialogues(tmp_path, n_sessions=2, seconds=6.0))
+    tok_dir = tmp_path / "tok"
+    assert main(["tokenize", str(manifest), "--tokenizer", str(tok_dir), "--cache", str(tmp_path / "cache"),
+                 "--no-progress", "--fit", "kmeans-f0", "--sessions", "Ses0", "--spectral-size", "4",
+                 "--pitch-bins", "2"]) == 0
+    assert "fitted kmeans-f0 on sessions Ses0" in capsys.readouterr().out
+    tok = load_tokenizer(tok_dir)
+    assert tok.kind == "kmeans-f0" and tok.codebook_size == 4 * 3

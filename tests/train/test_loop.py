@@ -83,6 +83,9 @@ def test_resume_refusals(tmp_path):
     cfg.lr = 2e-3
     with pytest.raises(ConfigError, match=r"changed \(lr\)"):
         train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path, resume=True)
+    cfg.lr, cfg.history_free = 1e-3, True  # more examples, and the flag itself is recorded
+    with pytest.raises(ConfigError, match=r"changed \(examples, history_free, n_examples\)"):
+        train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path, resume=True)
     with pytest.raises(ConfigError, match="objective 'mlm'"):
         train_slm(build_model(SMALL, vocab), vocab, dialogues(), TrainConfig(objective="mlm"), tmp_path / "x")
     with pytest.raises(ConfigError, match="no utterances"):

@@ -20,9 +20,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None,
                    help="code cache folder (default: $CONVMEM_CACHE/codes or ~/.cache/convmem/codes)")
     fit = p.add_argument_group("fitting a new tokenizer")
-    fit.add_argument("--fit", choices=("kmeans", "ssl-kmeans"), default=None, help="fit this kind first")
+    fit.add_argument("--fit", choices=("kmeans", "kmeans-f0", "ssl-kmeans"), default=None, help="fit this kind first")
     fit.add_argument("--sessions", nargs="+", default=None, help="training sessions to fit on (required with --fit)")
-    fit.add_argument("--codebook-size", type=int, default=512)
+    fit.add_argument("--codebook-size", type=int, default=512, help="kmeans, ssl-kmeans: number of codes")
+    fit.add_argument("--spectral-size", type=int, default=64, help="kmeans-f0: log-mel clusters")
+    fit.add_argument("--pitch-bins", type=int, default=4,
+                     help="kmeans-f0: voiced pitch levels (codes = spectral size x (pitch bins + 1))")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--encoder", type=Path, default=None, help="ssl-kmeans: local HF speech encoder folder")
     fit.add_argument("--layer", type=int, default=6, help="ssl-kmeans: hidden_states index (default 6)")
@@ -54,6 +57,8 @@ def run(args) -> int:
     dialogues = read_manifest(args.manifest)
     if args.fit is not None:
         config = {"codebook_size": args.codebook_size, "seed": args.seed}
+        if args.fit == "kmeans-f0":
+            config = {"spectral_size": args.spectral_size, "pitch_bins": args.pitch_bins, "seed": args.seed}
         if args.fit == "ssl-kmeans":
             if args.encoder is None:
                 raise ConfigError("--fit ssl-kmeans needs --encoder DIR (a local HuBERT/WavLM/wav2vec2 folder)")

@@ -35,6 +35,7 @@ MANIFEST_NAME = "tokenizer.json"
 # kind -> "module:Class"; imported lazily so `convmem --help` never pays for torch/onnxruntime.
 KINDS: dict[str, str] = {
     "kmeans": "convmem.tokenizers.kmeans:LogMelKMeansTokenizer",
+    "kmeans-f0": "convmem.tokenizers.pitch_kmeans:PitchKMeansTokenizer",
     "ssl-kmeans": "convmem.tokenizers.ssl_kmeans:SSLKMeansTokenizer",
     "s3": "convmem.tokenizers.s3:S3Tokenizer",
 }
@@ -137,7 +138,7 @@ def _resolve(kind: str) -> type:
 
 
 def build_tokenizer(kind: str, **config) -> SpeechTokenizer:
-    """A new tokenizer of `kind` ("kmeans", "ssl-kmeans", "s3") from config keys.
+    """A new tokenizer of `kind` ("kmeans", "kmeans-f0", "ssl-kmeans", "s3") from config keys.
 
     Unknown keys raise ConfigError naming the key. Trained kinds must be `fit` before `encode`.
     """

@@ -8,6 +8,11 @@ normalisation would erase exactly the level and spectral-tilt shifts that separa
 from a calm one of the same speaker; the emotion SLM sees a speaker's turns in context and can
 learn the relative comparison itself. The cost is sensitivity to channel gain across recordings;
 that is left to the model and to per-corpus level alignment in the loaders.
+
+`utterance_cmn=True` subtracts each utterance's mean log-mel instead (cepstral mean normalisation in
+the log-mel domain, as speaker-independent ASR front ends do): the codes then no longer say how
+loud a turn is or what its average spectrum is, which removes a speaker's habitual level and
+timbre from the codes together with the emotion's share of them.
 """
 
 from __future__ import annotations
@@ -159,6 +164,8 @@ class KMeansConfig:
     seed: int = 0
     max_fit_frames: int = 100_000  # ~67 min of audio; bounds fitting time
     n_init: int = 1  # sklearn's own choice for k-means++ init; 3 costs 3x the init time
+    # Subtract each utterance's mean log-mel before clustering (see the module doc for the cost).
+    utterance_cmn: bool = False
 
     def __post_init__(self):
         if self.codebook_size < 2 or self.n_mels < 8 or self.max_fit_frames < self.codebook_size:
@@ -252,8 +259,13 @@ class LogMelKMeansTokenizer(FittedKMeansMixin):
         config = config_from_dict(KMeansConfig, read_manifest(directory, cls.kind)["config"], str(directory))
         return cls(config, KMeansCodebook.load(directory / CODEBOOK_FILE, config.codebook_size))
 
+    def _fingerprint_config(self) -> dict:
+        # an option at its default stays out, so tokenizers saved before it existed keep their codes' cache
+        return {k: v for k, v in self._config_dict().items() if not (k == "utterance_cmn" and not v)}
+
     def features(self, wave: np.ndarray) -> np.ndarray:
         from convmem.tokenizers.logmel import log_mel_25hz
 
         frames = n_frames(wave.size)
-        return log_mel_25hz(fit_to_frames(wave, frames), self.config.n_mels)
+        mel = log_mel_25hz(fit_to_frames(wave, frames), self.config.n_mels)
+        return mel - mel.mean(axis=0, keepdims=True) if self.config.utterance_cmn else mel

@@ -71,6 +71,9 @@ class TrainConfig:
     # tokens, labels only as L_e targets. With strong emotional inertia "gold" teaches the model to
     # copy the previous token, which at inference is its own (possibly wrong) prediction.
     emotion_tokens: str = "gold"
+    # Also train on every scored utterance alone (no history), as the `none` baseline and every
+    # dialogue's first turn are read; see slm.windows ("History-free examples"). Not in the paper.
+    history_free: bool = False
 
     def check(self) -> None:
         if self.emotion_tokens not in TRAIN_EMOTION_TOKENS:
@@ -123,7 +126,7 @@ def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> d
         h.update(e.la_targets.numpy().tobytes())
         h.update(e.le_labels.numpy().tobytes())
     keys = ("objective", "n_o", "n_p", "n_q", "batch_size", "epochs", "seed", "lr", "schedule", "warmup_frac",
-            "emotion_tokens")
+            "emotion_tokens", "history_free")
     return {"examples": h.hexdigest()[:16], "n_examples": len(examples), "world_size": world,
             **{k: getattr(cfg, k) for k in keys}}
 
@@ -160,7 +163,7 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
         raise ConfigError("train_slm: model lacks slm_config (its n_limit); build it with slm.model.build_model")
     n_limit = slm_cfg.n_limit
     examples = build_examples((dialogue_stream(d, vocab, cfg.emotion_tokens) for d in train_dialogues), vocab,
-                              cfg.objective, cfg.windows, n_limit)
+                              cfg.objective, cfg.windows, n_limit, history_free=cfg.history_free)
     if not examples:
         raise ConfigError("training data holds no utterances to train on")
     per_example = cfg.objective == "paper"
