@@ -67,8 +67,8 @@ def code_log_f0(wave: np.ndarray, frames: int) -> np.ndarray:
     from convmem.audio.prosody import f0_contour
 
     f0 = f0_contour(wave, SAMPLE_RATE)
-    # Praat centres its first frame so the analysis window fits; place each pitch frame at its
-    # 10 ms slot from the start, which is within half a frame of Praat's own time.
+    # Praat's track is shorter than the 10 ms grid by about one analysis window (its frames need
+    # the whole window inside the sound) and is centred in the sound: centre it on the grid too.
     track = np.full(frames * PITCH_FRAMES_PER_CODE, np.nan)
     skip = max(0, (frames * PITCH_FRAMES_PER_CODE - f0.size) // 2)
     n = min(f0.size, track.size - skip)
