@@ -56,9 +56,10 @@ def run(args) -> int:
             raise ConfigError(f"{args.tokenizer}: a tokenizer is already saved there (use --force to replace it)")
     dialogues = read_manifest(args.manifest)
     if args.fit is not None:
-        config = {"codebook_size": args.codebook_size, "seed": args.seed}
         if args.fit == "kmeans-f0":
             config = {"spectral_size": args.spectral_size, "pitch_bins": args.pitch_bins, "seed": args.seed}
+        else:
+            config = {"codebook_size": args.codebook_size, "seed": args.seed}
         if args.fit == "ssl-kmeans":
             if args.encoder is None:
                 raise ConfigError("--fit ssl-kmeans needs --encoder DIR (a local HuBERT/WavLM/wav2vec2 folder)")

@@ -198,14 +198,16 @@ class FittedKMeansMixin:
         return self.codebook is not None
 
     def _fitted_codebook(self) -> KMeansCodebook:
-        if self.codebook is None:
+        """The codebook; ConfigError unless everything the kind learns (`is_fitted`) is there."""
+        if not self.is_fitted:
             raise ConfigError(f"{self.kind} tokenizer is not fitted: call fit(...) or load a saved one")
         return self.codebook
 
     @property
     def fingerprint(self) -> str:
+        book = self._fitted_codebook()  # first: `_fingerprint_extra` may read other learned state
         return config_hash({"kind": self.kind, **self._fingerprint_config()}, *self._fingerprint_extra(),
-                           *self._fitted_codebook().digest_parts())
+                           *book.digest_parts())
 
     def _fingerprint_config(self) -> dict:
         return self._config_dict()

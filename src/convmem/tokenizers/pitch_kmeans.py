@@ -21,25 +21,22 @@ speaker-normalised: the speaker's habit is for the model to learn from context, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from convmem.errors import ConfigError
 from convmem.tokenizers.base import (
-    FRAME_RATE,
     SAMPLE_RATE,
     config_from_dict,
-    config_hash,
     fit_to_frames,
     iter_waveforms,
     n_frames,
     prepare_waveform,
     read_manifest,
-    write_manifest,
 )
-from convmem.tokenizers.kmeans import CODEBOOK_FILE, FrameSampler, KMeansCodebook
+from convmem.tokenizers.kmeans import CODEBOOK_FILE, FittedKMeansMixin, FrameSampler, KMeansCodebook
 
 PITCH_FILE = "pitch_bins.npy"
 PITCH_FRAMES_PER_CODE = 4  # 10 ms pitch frames per 40 ms code
@@ -82,11 +79,13 @@ def code_log_f0(wave: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-class PitchKMeansTokenizer:
-    """`kmeans-f0`: (log-mel k-means code, pitch level) crossed into one code (module doc)."""
+class PitchKMeansTokenizer(FittedKMeansMixin):
+    """`kmeans-f0`: (log-mel k-means code, pitch level) crossed into one code (module doc).
+
+    Fingerprint, save and the not-fitted check are the k-means mixin's; the pitch bin edges are
+    the extra learned state (`is_fitted`, `_fingerprint_extra`, and their own file)."""
 
     kind = "kmeans-f0"
-    frame_rate = FRAME_RATE
 
     def __init__(self, config: PitchKMeansConfig | None = None, codebook: KMeansCodebook | None = None,
                  edges: np.ndarray | None = None):
@@ -106,6 +105,9 @@ class PitchKMeansTokenizer:
     def is_fitted(self) -> bool:
         return self.codebook is not None and self.edges is not None
 
+    def _fingerprint_extra(self) -> tuple:
+        return (self.edges,)
+
     def _features(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """16 kHz wave → (log-mel float32[frames, n_mels], log2 F0 float64[frames], NaN = unvoiced)."""
         from convmem.tokenizers.logmel import log_mel_25hz
@@ -117,10 +119,9 @@ class PitchKMeansTokenizer:
     def fit(self, waveforms, sample_rate: int = SAMPLE_RATE) -> PitchKMeansTokenizer:
         """Fit the spectral codebook and the pitch bins on `waveforms` (training audio only)."""
         cfg = self.config
-        mel_sampler = FrameSampler(cfg.max_fit_frames, cfg.seed)
         f0_sampler = FrameSampler(cfg.max_fit_frames, cfg.seed + 1)
 
-        def mels():
+        def mels():  # the codebook's frames; voiced F0 is sampled on the way
             for wave in iter_waveforms(waveforms, sample_rate):
                 mel, f0 = self._features(wave)
                 voiced = f0[np.isfinite(f0)]
@@ -128,9 +129,7 @@ class PitchKMeansTokenizer:
                     f0_sampler.add(voiced[:, None])
                 yield mel
 
-        for block in mels():
-            mel_sampler.add(block)
-        book = KMeansCodebook.fit([mel_sampler.sample()], cfg.spectral_size, cfg.seed, cfg.max_fit_frames, cfg.n_init)
+        book = KMeansCodebook.fit(mels(), cfg.spectral_size, cfg.seed, cfg.max_fit_frames, cfg.n_init)
         voiced = f0_sampler.sample()
         if voiced.size < cfg.pitch_bins * 10:
             raise ConfigError(f"kmeans-f0: only {voiced.size} voiced frames in the training audio to fit "
@@ -141,32 +140,20 @@ class PitchKMeansTokenizer:
 
     def encode(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """float32[samples] → int64[n_frames(samples at 16 kHz)] in [0, codebook_size)."""
-        if not self.is_fitted:
-            raise ConfigError(f"{self.kind} tokenizer is not fitted: call fit(...) or load a saved one")
+        book = self._fitted_codebook()
         mel, f0 = self._features(prepare_waveform(waveform, sample_rate))
-        spectral = self.codebook.assign(mel)
         level = np.zeros(len(f0), dtype=np.int64)
         voiced = np.isfinite(f0)
         level[voiced] = 1 + np.searchsorted(self.edges, f0[voiced], side="right")
-        return spectral * (self.config.pitch_bins + 1) + level
-
-    @property
-    def fingerprint(self) -> str:
-        if not self.is_fitted:
-            raise ConfigError(f"{self.kind} tokenizer is not fitted: call fit(...) or load a saved one")
-        return config_hash({"kind": self.kind, **asdict(self.config)}, self.edges, *self.codebook.digest_parts())
+        return book.assign(mel) * (self.config.pitch_bins + 1) + level
 
     def save(self, directory: str | Path) -> Path:
         from convmem.fileio import atomic_open
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        fp = self.fingerprint
-        self.codebook.save(directory / CODEBOOK_FILE)
-        with atomic_open(directory / PITCH_FILE, "wb") as fh:
+        self._fitted_codebook()  # refuse before writing anything
+        with atomic_open(Path(directory) / PITCH_FILE, "wb") as fh:
             np.save(fh, self.edges)
-        write_manifest(directory, self.kind, asdict(self.config), fp)
-        return directory
+        return super().save(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> PitchKMeansTokenizer:
