@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dpm_cost.py"
 
 
@@ -40,3 +42,28 @@ def test_dpm_cost_smoke_writes_every_part(tmp_path: Path) -> None:
     assert all({"utt_per_s", "steady_utt_per_s", "steady_tokens_per_s"} <= set(c) for c in res["c"])
     assert set(data["verdicts"]) == {"a", "b_time", "b_rss", "c", "d"}
     assert "| streaming s |" in proc.stdout and "(d) real-time factor" in proc.stdout
+
+
+@pytest.mark.slow
+def test_probe_codes_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
+    from convmem.cli import main
+
+    corpus = tmp_path / "corpus"
+    assert main(["synth", str(corpus), "--preset", "tiny", "--seed", "0", "--quiet", "--workers", "1"]) == 0
+    out = tmp_path / "probe.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.parent / "probe_codes.py"), str(corpus / "manifest.jsonl"),
+         "--tokenizer", 'kmeans:{"codebook_size": 16, "prosody_weight": 1}',
+         "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["bench"] == "probe_codes" and [r["options"] for r in data["results"]] == [
+        {"codebook_size": 16, "prosody_weight": 1}]
+    for r in data["results"]:
+        assert set(r["folds"]) == {"S01", "S02", "S03"} and r["n"] > 50
+        assert all(0 <= r[w]["wa"] <= 100 and 0 <= r[w]["ua"] <= 100 for w in ("alone", "relative"))
+    assert "| tokenizer | turns |" in proc.stdout
+    bad = subprocess.run([sys.executable, str(BENCH.parent / "probe_codes.py"), str(corpus / "manifest.jsonl"),
+                          "--tokenizer", "kmeans:{oops", "--out", str(tmp_path / "x.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "error: --tokenizer" in bad.stderr and "options are not JSON" in bad.stderr and not (tmp_path / "x.json").exists()

@@ -19,6 +19,14 @@ def speechlike(seconds: float, seed: int = 0, sr: int = 16000, gain: float = 0.3
     return (gain * (voice * envelope / 2 + noise)).astype(np.float32)
 
 
+def voice(f0: float, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
+    """A steady harmonic voice at `f0` Hz with a little noise, float32 at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 10)) * 0.1
+    return (wave + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """One intra-op thread: faster on the shared 2-core box, and module fixtures (fitted

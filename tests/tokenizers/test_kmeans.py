@@ -106,3 +106,32 @@ def test_utterance_cmn_removes_loudness_and_keeps_old_fingerprints():
     plain = build_tokenizer("kmeans", codebook_size=16, seed=0).fit(quiet + loud)
     explicit = build_tokenizer("kmeans", codebook_size=16, seed=0, utterance_cmn=False).fit(quiet + loud)
     assert plain.fingerprint == explicit.fingerprint != tok.fingerprint
+
+
+def test_prosody_columns_put_level_and_pitch_back_into_cmn_codes(tmp_path):
+    from .conftest import voice
+
+    # the same voice quiet and loud, low and high: CMN alone cannot tell quiet from loud
+    waves = {(g, f): g * voice(f, seconds=3.0, seed=int(f)) for g in (0.2, 1.0) for f in (110, 220)}
+    cmn = build_tokenizer("kmeans", codebook_size=8, seed=0, utterance_cmn=True).fit(list(waves.values()))
+    pro = build_tokenizer("kmeans", codebook_size=8, seed=0, utterance_cmn=True, prosody_weight=1).fit(
+        list(waves.values()))
+    assert pro.features(waves[(1.0, 110)]).shape == (75, 83)
+    mid = slice(5, -5)
+
+    def codes(tok, key):
+        return set(tok.encode(waves[key], 16000)[mid].tolist())
+
+    assert codes(cmn, (0.2, 110)) == codes(cmn, (1.0, 110))  # loudness is gone with CMN
+    assert not codes(pro, (0.2, 110)) & codes(pro, (1.0, 110))  # and back with the level column
+    assert not codes(pro, (1.0, 110)) & codes(pro, (1.0, 220))  # an octave apart: other codes
+    assert pro.encode(speechlike(10.0, seed=9), 16000).shape == (250,)
+    # saved and loaded: same codes; 1 and 1.0 are one config; weight 0 is the old fingerprint
+    pro.save(tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok")
+    assert loaded.config.prosody_weight == 1.0 and loaded.fingerprint == pro.fingerprint
+    assert np.array_equal(loaded.encode(waves[(0.2, 220)], 16000), pro.encode(waves[(0.2, 220)], 16000))
+    zero = build_tokenizer("kmeans", codebook_size=8, seed=0, utterance_cmn=True, prosody_weight=0.0)
+    assert zero.fit(list(waves.values())).fingerprint == cmn.fingerprint != pro.fingerprint
+    with pytest.raises(ConfigError, match="prosody_weight"):
+        build_tokenizer("kmeans", prosody_weight=-1)

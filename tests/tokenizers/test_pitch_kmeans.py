@@ -5,17 +5,10 @@ import pytest
 
 from convmem.errors import ConfigError
 from convmem.tokenizers import SpeechTokenizer, build_tokenizer, load_tokenizer
-from convmem.tokenizers.pitch_kmeans import PITCH_FILE, PitchKMeansTokenizer, code_log_f0
+from convmem.tokenizers.frame_prosody import code_log_f0
+from convmem.tokenizers.pitch_kmeans import PITCH_FILE, PitchKMeansTokenizer
 
-from .conftest import speechlike
-
-
-def voice(f0: float, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
-    """A steady harmonic voice at `f0` Hz with a little noise, float32 at 16 kHz."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 10)) * 0.1
-    return (wave + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+from .conftest import speechlike, voice
 
 
 @pytest.fixture(scope="module")

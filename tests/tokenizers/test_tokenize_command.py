@@ -49,3 +49,14 @@ def test_fit_pitch_kmeans(tmp_path, capsys):
     assert "fitted kmeans-f0 on sessions Ses0" in capsys.readouterr().out
     tok = load_tokenizer(tok_dir)
     assert tok.kind == "kmeans-f0" and tok.codebook_size == 4 * 3
+
+
+def test_fit_kmeans_with_cmn_and_prosody(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "manifest.jsonl", make_dialogues(tmp_path, n_sessions=2, seconds=6.0))
+    base = ["tokenize", str(manifest), "--tokenizer", str(tmp_path / "tok"), "--cache", str(tmp_path / "cache"),
+            "--no-progress", "--sessions", "Ses0", "--codebook-size", "8", "--utterance-cmn", "--prosody-weight", "2"]
+    assert main([*base, "--fit", "kmeans-f0"]) == 2
+    assert "--utterance-cmn, --prosody-weight only apply to --fit kmeans" in capsys.readouterr().err
+    assert main([*base, "--fit", "kmeans"]) == 0
+    config = load_tokenizer(tmp_path / "tok").config
+    assert config.utterance_cmn is True and config.prosody_weight == 2.0 and config.codebook_size == 8

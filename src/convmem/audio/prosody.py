@@ -43,9 +43,15 @@ class ProsodyStats:
 
 
 def f0_contour(wave: np.ndarray, sample_rate: int, config: ProsodyConfig = ProsodyConfig()) -> np.ndarray:
-    """Praat AC pitch track. Args: wave float32[samples]. Returns float64[frames] in Hz, 0 = unvoiced."""
+    """Praat AC pitch track. Args: wave float32[samples]. Returns float64[frames] in Hz, 0 = unvoiced.
+
+    Audio shorter than Praat's analysis window (three periods of `pitch_floor`, 50 ms at 60 Hz) has
+    no measurable pitch: it gives an empty track rather than Praat's error.
+    """
     import parselmouth
 
+    if np.asarray(wave).size < int(np.ceil(3.0 / config.pitch_floor * sample_rate)) + 1:
+        return np.zeros(0, dtype=np.float64)
     sound = parselmouth.Sound(np.asarray(wave, dtype=np.float64), float(sample_rate))
     pitch = sound.to_pitch_ac(time_step=FRAME_S, pitch_floor=config.pitch_floor,
                               pitch_ceiling=config.pitch_ceiling)

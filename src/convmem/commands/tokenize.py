@@ -23,6 +23,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     fit.add_argument("--fit", choices=("kmeans", "kmeans-f0", "ssl-kmeans"), default=None, help="fit this kind first")
     fit.add_argument("--sessions", nargs="+", default=None, help="training sessions to fit on (required with --fit)")
     fit.add_argument("--codebook-size", type=int, default=512, help="kmeans, ssl-kmeans: number of codes")
+    fit.add_argument("--utterance-cmn", action="store_true",
+                     help="kmeans: subtract each utterance's mean log-mel before clustering")
+    fit.add_argument("--prosody-weight", type=float, default=None,
+                     help="kmeans: add level (dB), F0 (semitones) and voicing columns with this weight (default 0: off)")
     fit.add_argument("--spectral-size", type=int, default=64, help="kmeans-f0: log-mel clusters")
     fit.add_argument("--pitch-bins", type=int, default=4,
                      help="kmeans-f0: voiced pitch levels (codes = spectral size x (pitch bins + 1))")
@@ -60,6 +64,12 @@ def run(args) -> int:
             config = {"spectral_size": args.spectral_size, "pitch_bins": args.pitch_bins, "seed": args.seed}
         else:
             config = {"codebook_size": args.codebook_size, "seed": args.seed}
+        kmeans_only = {"utterance_cmn": args.utterance_cmn or None, "prosody_weight": args.prosody_weight}
+        given = {k: v for k, v in kmeans_only.items() if v is not None}
+        if given and args.fit != "kmeans":
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"{flags} only apply to --fit kmeans, not {args.fit}")
+        config.update(given)
         if args.fit == "ssl-kmeans":
             if args.encoder is None:
                 raise ConfigError("--fit ssl-kmeans needs --encoder DIR (a local HuBERT/WavLM/wav2vec2 folder)")

@@ -13,6 +13,15 @@ that is left to the model and to per-corpus level alignment in the loaders.
 the log-mel domain, as speaker-independent ASR front ends do): the codes then no longer say how
 loud a turn is or what its average spectrum is, which removes a speaker's habitual level and
 timbre from the codes together with the emotion's share of them.
+
+`prosody_weight > 0` appends three prosodic columns to every frame before clustering (level in dB,
+Praat F0 in semitones, voicing; `frame_prosody.prosody_block`), so a code says how loud and how high
+its 40 ms were as well as what its spectrum looked like. Level and pitch are absolute, as the
+log-mel is without CMN: the speaker's habit is for the model to learn from context. With CMN this
+gives back the level that CMN removes, as one column instead of eighty. Measured on the default
+synthetic corpus (README, "The emotion SLM"), a bag of these codes predicts a held-out speaker's
+turn better than a bag of log-mel codes, and much better once compared with the speaker's earlier
+turns.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from convmem.tokenizers.base import (
 )
 
 CODEBOOK_FILE = "codebook.npz"
+# `kmeans` options added after the first release, with their defaults (left out of fingerprints)
+LATER_OPTIONS = {"utterance_cmn": False, "prosody_weight": 0.0}
 
 
 class FrameSampler:
@@ -166,13 +177,18 @@ class KMeansConfig:
     n_init: int = 1  # sklearn's own choice for k-means++ init; 3 costs 3x the init time
     # Subtract each utterance's mean log-mel before clustering (see the module doc for the cost).
     utterance_cmn: bool = False
+    # Weight of the prosodic columns (level, F0, voicing); 0 = log-mel only (see the module doc).
+    prosody_weight: float = 0.0
 
     def __post_init__(self):
-        if self.codebook_size < 2 or self.n_mels < 8 or self.max_fit_frames < self.codebook_size:
+        if (self.codebook_size < 2 or self.n_mels < 8 or self.max_fit_frames < self.codebook_size
+                or not self.prosody_weight >= 0):
             raise ValueError(
-                "need codebook_size >= 2, n_mels >= 8 and max_fit_frames >= codebook_size, got "
-                f"{self.codebook_size}, {self.n_mels}, {self.max_fit_frames}"
+                "need codebook_size >= 2, n_mels >= 8, max_fit_frames >= codebook_size and "
+                f"prosody_weight >= 0, got {self.codebook_size}, {self.n_mels}, {self.max_fit_frames}, "
+                f"{self.prosody_weight}"
             )
+        object.__setattr__(self, "prosody_weight", float(self.prosody_weight))  # 1 and 1.0: one fingerprint
 
 
 class FittedKMeansMixin:
@@ -262,12 +278,21 @@ class LogMelKMeansTokenizer(FittedKMeansMixin):
         return cls(config, KMeansCodebook.load(directory / CODEBOOK_FILE, config.codebook_size))
 
     def _fingerprint_config(self) -> dict:
-        # an option at its default stays out, so tokenizers saved before it existed keep their codes' cache
-        return {k: v for k, v in self._config_dict().items() if not (k == "utterance_cmn" and not v)}
+        # options added after the first release stay out at their default, so tokenizers saved
+        # before they existed keep their fingerprint (and their cached codes)
+        config = self._config_dict()
+        return {k: v for k, v in config.items() if k not in LATER_OPTIONS or v != LATER_OPTIONS[k]}
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         from convmem.tokenizers.logmel import log_mel_25hz
 
+        cfg = self.config
         frames = n_frames(wave.size)
-        mel = log_mel_25hz(fit_to_frames(wave, frames), self.config.n_mels)
-        return mel - mel.mean(axis=0, keepdims=True) if self.config.utterance_cmn else mel
+        fitted = fit_to_frames(wave, frames)
+        mel = log_mel_25hz(fitted, cfg.n_mels)
+        spectral = mel - mel.mean(axis=0, keepdims=True) if cfg.utterance_cmn else mel
+        if cfg.prosody_weight == 0:
+            return spectral
+        from convmem.tokenizers.frame_prosody import code_log_f0, prosody_block
+
+        return np.hstack([spectral, prosody_block(mel, code_log_f0(fitted, frames), cfg.prosody_weight)])

@@ -36,11 +36,10 @@ from convmem.tokenizers.base import (
     prepare_waveform,
     read_manifest,
 )
+from convmem.tokenizers.frame_prosody import code_log_f0
 from convmem.tokenizers.kmeans import CODEBOOK_FILE, FittedKMeansMixin, FrameSampler, KMeansCodebook
 
 PITCH_FILE = "pitch_bins.npy"
-PITCH_FRAMES_PER_CODE = 4  # 10 ms pitch frames per 40 ms code
-MIN_VOICED = 2  # of the four, for the code to count as voiced
 
 
 @dataclass(frozen=True)
@@ -57,26 +56,6 @@ class PitchKMeansConfig:
             raise ValueError("need spectral_size >= 2, pitch_bins >= 1, n_mels >= 8 and max_fit_frames >= "
                              f"spectral_size, got {self.spectral_size}, {self.pitch_bins}, {self.n_mels}, "
                              f"{self.max_fit_frames}")
-
-
-def code_log_f0(wave: np.ndarray, frames: int) -> np.ndarray:
-    """Per-code log2 F0 of `wave` (float32[samples] at 16 kHz), float64[frames], NaN = unvoiced."""
-    from convmem.audio.prosody import f0_contour
-
-    f0 = f0_contour(wave, SAMPLE_RATE)
-    # Praat's track is shorter than the 10 ms grid by about one analysis window (its frames need
-    # the whole window inside the sound) and is centred in the sound: centre it on the grid too.
-    track = np.full(frames * PITCH_FRAMES_PER_CODE, np.nan)
-    skip = max(0, (frames * PITCH_FRAMES_PER_CODE - f0.size) // 2)
-    n = min(f0.size, track.size - skip)
-    vals = f0[:n]
-    track[skip: skip + n] = np.where(vals > 0, np.log2(np.maximum(vals, 1e-6)), np.nan)
-    blocks = track.reshape(frames, PITCH_FRAMES_PER_CODE)
-    voiced = np.isfinite(blocks).sum(axis=1) >= MIN_VOICED
-    out = np.full(frames, np.nan)
-    if voiced.any():
-        out[voiced] = np.nanmedian(blocks[voiced], axis=1)
-    return out
 
 
 class PitchKMeansTokenizer(FittedKMeansMixin):
