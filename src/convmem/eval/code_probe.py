@@ -70,6 +70,11 @@ def loso_probe(dialogues: Sequence[Dialogue], fold_codes: Callable[[list[str]], 
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    from convmem.eval.metrics import point_metrics
+
+    def pct(x: float) -> float:
+        return round(100 * x, 1)
+
     labels = list(labels)
     sessions = sorted({d.session for d in dialogues})
     if len(sessions) < 2:
@@ -86,13 +91,11 @@ def loso_probe(dialogues: Sequence[Dialogue], fold_codes: Callable[[list[str]], 
             model = LogisticRegression(C=PROBE_C, max_iter=3000).fit(scaler.transform(feats[way][train]), y[train])
             p = model.predict(scaler.transform(feats[way][held]))
             preds[way].append(p)
-            folds[test][way] = round(100 * float(np.mean(p == y[held])), 1)
+            folds[test][way] = pct(point_metrics(y[held], p, len(labels))["wa"])
         golds.append(y[held])
     gold = np.concatenate(golds)
-    out = {"folds": folds, "n": int(gold.size),
-           "majority_wa": round(100 * float(np.bincount(gold).max() / gold.size), 1)}
+    out = {"folds": folds, "n": int(gold.size), "majority_wa": pct(np.bincount(gold).max() / gold.size)}
     for way in WAYS:
-        p = np.concatenate(preds[way])
-        recalls = [np.mean(p[gold == k] == k) for k in range(len(labels)) if np.any(gold == k)]
-        out[way] = {"wa": round(100 * float(np.mean(p == gold)), 1), "ua": round(100 * float(np.mean(recalls)), 1)}
+        m = point_metrics(gold, np.concatenate(preds[way]), len(labels))
+        out[way] = {"wa": pct(m["wa"]), "ua": pct(m["ua"])}
     return out

@@ -1,9 +1,7 @@
 """`kmeans-f0`: log-mel k-means codes crossed with a quantised pitch level, still one 25 Hz codebook.
 
-Why: a 25 ms log-mel frame barely resolves the harmonics of a voice, so k-means on it spends its
-clusters on phones and loudness and the pitch, which carries much of the emotion (Banse & Scherer,
-1996), is mostly lost: on the default synthetic corpus a bag of `kmeans` codes predicts the emotion
-of a held-out speaker's turn worse than four prosodic statistics do (README, "The emotion SLM").
+Why: log-mel codes lose most of the pitch (`frame_prosody`'s module doc). `kmeans` with
+`prosody_weight` clusters pitch and level with the spectrum; this kind quantises pitch on its own.
 pGSLM (Kharitonov et al., 2022) models quantised F0 beside its units; to keep the paper's single
 codebook (eq. 1-2: one token per code) the two are crossed here:
 
