@@ -67,3 +67,31 @@ def test_probe_codes_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
                           "--tokenizer", "kmeans:{oops", "--out", str(tmp_path / "x.json")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "error: --tokenizer" in bad.stderr and "options are not JSON" in bad.stderr and not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_single_turn_ceiling_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from convmem.cli import main
+    from convmem.corpus.manifest import read_manifest
+    from convmem.corpus.types import EMOTIONS
+
+    corpus = tmp_path / "corpus"
+    assert main(["synth", str(corpus), "--preset", "tiny", "--seed", "1", "--quiet", "--workers", "1"]) == 0
+    out = tmp_path / "ceiling.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "single_turn_ceiling.py"), str(corpus / "manifest.jsonl"),
+                           "--workers", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (r,) = json.loads(out.read_text())["results"]
+    dialogues = read_manifest(corpus / "manifest.jsonl")
+    gold = [(d.session, u.emotion) for d in dialogues for u in d.utterances if u.emotion in EMOTIONS]
+    hits = 0
+    for s in {s for s, _ in gold}:  # the training sessions' majority, ties to the earlier label
+        counts = Counter(e for t, e in gold if t != s)
+        best = max(EMOTIONS, key=lambda e: (counts[e], -EMOTIONS.index(e)))
+        hits += sum(e == best for t, e in gold if t == s)
+    assert r["n"] == len(gold) and r["wa"]["majority class"] == round(100 * hits / len(gold), 1)
+    assert set(r["wa"]) == {"majority class", "logistic", "logistic, quadratic features", "gradient boosting",
+                            "RBF SVM"} and all(0 <= v <= 100 for v in r["wa"].values())
+    assert "| manifest | turns | majority class WA |" in proc.stdout

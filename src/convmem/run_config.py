@@ -62,11 +62,12 @@ class TokenizerSection:
 
 @dataclass
 class EvalSection:
-    """methods: any of BASE_METHODS plus names defined in dpm_variants (e.g. "dpm_stride").
+    """methods: any of BASE_METHODS plus names defined in dpm_variants (e.g. "dpm_stride"), and
+    "majority" (the training sessions' most frequent class: the floor every method is tested against).
     batch_size: conversations per batch in the engine. emotion_tokens: the model's own predictions
     ("predicted", default) or "none" — gold tokens are never an option here."""
 
-    methods: list[str] = field(default_factory=lambda: ["none", "window", "classifier", "dpm", "mal"])
+    methods: list[str] = field(default_factory=lambda: ["majority", "none", "window", "classifier", "dpm", "mal"])
     batch_size: int = 8
     emotion_tokens: Literal["predicted", "none"] = "predicted"
     dpm_variants: dict = field(default_factory=dict)

@@ -46,6 +46,14 @@ def test_oracle_and_context_beat_raw_when_habits_dominate():
     assert r["causal"]["wa"] >= r["raw"]["wa"] + 10
     for k in ("raw", "oracle", "causal"):
         assert 0 <= r[k]["ua"] <= 100
+    # the majority row predicts each fold's training majority: UA is exactly one class's recall
+    y = t.label
+    want = [np.bincount(y[t.session != s], minlength=4).argmax() for s in r["folds"]]
+    hits = sum(int((y[t.session == s] == w).sum()) for s, w in zip(r["folds"], want))
+    assert r["majority"]["wa"] == round(100 * hits / len(y), 2)
+    assert "majority class" in cc.format_report({**r, "preset": "x", "seed": 0, "gaps_wa": {
+        "oracle_minus_raw": 1.0, "causal_minus_raw": 1.0}, "bounds_wa": cc.GAP_BOUNDS,
+        "directions": {"mean_minus_habit": {}, "all_intended": True}})
 
 
 def test_causal_predictions_ignore_test_gold_labels():

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 TINY = [
     "name=tiny", "threads=1", "eval.bootstrap=200", "eval.batch_size=4",
-    "eval.methods=[none,window,classifier,dpm,dpm_surprise,mal]",
+    "eval.methods=[none,window,classifier,dpm,dpm_surprise,mal,majority]",
     "eval.dpm_variants={dpm_surprise: {stepping: surprise}}", "eval.vad_methods=[window]",
     "tokenizer.options={codebook_size: 32}",
     "slm.hidden_size=64", "slm.num_layers=2", "slm.num_heads=2", "slm.intermediate_size=128",
@@ -67,7 +67,9 @@ def test_results_follow_schema_and_recompute_from_predictions(full_run):
     validate_results(results)
     assert recompute_check(results, full_run / "predictions.csv") == []
     table = read_predictions_csv(full_run / "predictions.csv")
-    assert set(results["methods"]) == {"none", "window", "classifier", "dpm", "dpm_surprise", "mal", "window@vad"}
+    assert set(results["methods"]) == {"none", "window", "classifier", "dpm", "dpm_surprise", "mal", "majority",
+                                       "window@vad"}
+    assert results["baseline"]["reference"] == "majority" and "none" in results["baseline"]["tests"]
     # the same gold utterances are scored under VAD segmentation, mapped back by time overlap
     utts = lambda m: sorted(table.utterance[table.method == m])  # noqa: E731
     assert utts("window@vad") == utts("window")
@@ -82,6 +84,27 @@ def test_results_follow_schema_and_recompute_from_predictions(full_run):
     for fold in (full_run / "folds").iterdir():
         assert {"tokenizer", "slm", "classifier", "mal"} <= {p.name for p in (fold / "model").iterdir()}
         assert (fold / "model" / "MODEL_CARD.md").exists()
+
+
+def test_majority_row_predicts_the_training_majority_on_the_same_buckets(full_run, corpus):
+    from collections import Counter
+
+    from convmem.corpus.manifest import read_manifest
+
+    dialogues = read_manifest(corpus)
+    table = read_predictions_csv(full_run / "predictions.csv")
+    for fold in sorted(set(table.fold)):
+        test_session = fold.removeprefix("loso_")
+        counts = Counter(u.emotion for d in dialogues if d.session != test_session for u in d.utterances
+                         if u.emotion is not None)
+        rows = table.select((table.method == "majority") & (table.fold == fold))
+        labels = ("neu", "hap", "sad", "ang")  # the config's label order breaks ties
+        assert {table.labels[i] for i in rows.predicted} == {max(labels, key=lambda x: (counts[x], -labels.index(x)))}, fold
+        none = table.select((table.method == "none") & (table.fold == fold))
+        # the same utterances with the same history counts and buckets as every other method
+        assert list(rows.utterance) == list(none.utterance)
+        assert list(rows.history_tokens) == list(none.history_tokens)
+        assert list(rows.long_context) == list(none.long_context)
 
 
 def test_killed_run_resumes_to_identical_results(tmp_path, overrides, full_run):

@@ -27,6 +27,7 @@ METHOD_NAMES = {
     "dpm+mal": "SLLM-DPM + MAL",
     "dpm_stride1024": "SLLM-DPM, fixed stride 1024 tokens",
     "dpm_surprise": "SLLM-DPM, surprise-gated writes",
+    "majority": "Majority class of the training sessions",
 }
 # The paper's Table 1 (SLLM-DPM / SLLM / Classifier). Its "SLLM" reads the whole dialogue at once
 # (32k window); ours reads what fits (window) and, separately, only the current utterance (none).
@@ -123,7 +124,10 @@ def render_report(results: dict, plots: dict[str, str] | None = None) -> str:
                 _bucket_tables(results, extra, ("complete_dialogue", "all")), ""]
     out += ["## Long-context bucket (where memory matters)", "",
             _bucket_tables(results, methods, ("long_context",)), ""]
-    out += [_paired_section(results), "", _per_class_section(results), "", _per_fold_section(results), ""]
+    out += [_paired_section(results), ""]
+    if "baseline" in results:
+        out += [_paired_section(results, "baseline"), ""]
+    out += [_per_class_section(results), "", _per_fold_section(results), ""]
     cost = _cost_section(results)
     if cost:
         out += [cost, ""]
@@ -132,8 +136,7 @@ def render_report(results: dict, plots: dict[str, str] | None = None) -> str:
 
 
 def _headline(results: dict) -> str:
-    paired = results["paired"]
-    ref, tests = paired["reference"], paired["tests"]
+    refs = [results[k] for k in ("paired", "baseline") if k in results]
     rows = []
     for m, block in results["methods"].items():
         b = block["buckets"]
@@ -142,10 +145,12 @@ def _headline(results: dict) -> str:
             blk = b[bucket]
             cells.append(f"{_pct_ci(blk['wa'], (blk['ci'] or {}).get('wa'))} (n={blk['n']}"
                          f"{', too few' if _too_few(blk) else ''})")
-        t = tests.get(m, {}).get("all")
-        cells.append("reference" if m == ref else (_delta_cell(t) if t else "—"))
+        for ref in refs:
+            t = ref["tests"].get(m, {}).get("all")
+            cells.append("reference" if m == ref["reference"] else (_delta_cell(t) if t else "—"))
         rows.append(cells)
-    return _table(["Method", "WA all", "WA long context", "WA complete dialogue", f"ΔWA vs `{ref}` (all)"], rows)
+    return _table(["Method", "WA all", "WA long context", "WA complete dialogue",
+                   *(f"ΔWA vs `{ref['reference']}` (all)" for ref in refs)], rows)
 
 
 def _delta_cell(t: dict) -> str:
@@ -162,8 +167,8 @@ def _verdict(ci) -> str:
     return f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] {word}"
 
 
-def _paired_section(results: dict) -> str:
-    ref, tests = results["paired"]["reference"], results["paired"]["tests"]
+def _paired_section(results: dict, key: str = "paired") -> str:
+    ref, tests = results[key]["reference"], results[key]["tests"]
     head = [f"## Paired tests against `{ref}`", ""]
     if not tests:
         return "\n".join(head + [f"Not run: reference method `{ref}` is absent or is the only method."])

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convmem.fileio import atomic_write_json
+from convmem.eval.majority import METHOD as MAJORITY
 from convmem.eval.metrics import BUCKETS, HEADLINE_METRICS, bucket_mask, classification_metrics, point_metrics
 from convmem.eval.predictions import PredictionTable, read_predictions_csv
 from convmem.eval.results_schema import REQUIRED_META, SCHEMA_VERSION, ResultsSchemaError, validate_results
@@ -67,7 +68,7 @@ def build_results(table: PredictionTable, meta: dict, config: ResultsConfig = Re
     for m in tqdm(table.methods, desc="metrics per method", unit="method", leave=False, disable=None):
         methods[m] = _method_results(table.select(table.method == m), config.bootstrap)
     edges = history_bin_edges(table.history_tokens, meta.get("n_limit"))
-    return {
+    out = {
         "schema_version": SCHEMA_VERSION,
         "meta": meta,
         "labels": list(labels),
@@ -79,12 +80,16 @@ def build_results(table: PredictionTable, meta: dict, config: ResultsConfig = Re
                      "failures_per_method": config.failures_per_method,
                      "min_failure_utterances": config.min_failure_utterances},
         "methods": methods,
-        "paired": {"reference": config.reference, "tests": _paired(table, config)},
+        "paired": {"reference": config.reference, "tests": _paired(table, config.reference, config.bootstrap)},
         "curves": {"accuracy_vs_history": _accuracy_vs_history(table, edges, config.bootstrap),
                    "write_loss_by_position": _write_loss_by_position(table)},
         "failures": _failures(table, config),
         "cost": cost,
     }
+    if MAJORITY in table.methods:
+        # every method against the majority class as well: "has it learnt anything?"
+        out["baseline"] = {"reference": MAJORITY, "tests": _paired(table, MAJORITY, config.bootstrap)}
+    return out
 
 
 def _check_meta(meta: dict) -> None:
@@ -128,8 +133,7 @@ def _method_results(sub: PredictionTable, boot: BootstrapConfig) -> dict:
     return {"buckets": buckets, "per_fold": per_fold, "fold_summary": summary}
 
 
-def _paired(table: PredictionTable, config: ResultsConfig) -> dict:
-    ref = config.reference
+def _paired(table: PredictionTable, ref: str, bootstrap: BootstrapConfig) -> dict:
     if ref not in table.methods:
         return {}
     tests = {}
@@ -150,7 +154,7 @@ def _paired(table: PredictionTable, config: ResultsConfig) -> dict:
                     ir.append(j)
             ia, ir = np.asarray(ia, dtype=np.int64), np.asarray(ir, dtype=np.int64)
             res = paired_test(a.dialogue[ia], a.gold[ia], a.predicted[ia], r.predicted[ir],
-                              len(table.labels), config.bootstrap)
+                              len(table.labels), bootstrap)
             tests[m][b] = {"n": res["n"], "n_dialogues": res["n_dialogues"],
                            **{f"delta_{k}": v for k, v in res["delta"].items()},
                            "ci": res["ci"], "p_bootstrap": res["p_bootstrap"],

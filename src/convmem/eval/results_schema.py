@@ -97,8 +97,9 @@ def validate_results(obj) -> None:
                 c.fail("methods", "no methods")
             for m, block in methods.items():
                 _check_method(c, block, f"methods.{m}", labels)
-        if c.is_dict(obj["paired"], "paired", ("reference", "tests")) and isinstance(methods, dict):
-            _check_paired(c, obj["paired"], methods)
+        for key in ("paired", "baseline"):  # baseline: optional, present when `majority` was run
+            if key in obj and c.is_dict(obj[key], key, ("reference", "tests")) and isinstance(methods, dict):
+                _check_paired(c, obj[key], methods, key)
         if c.is_dict(obj["curves"], "curves", ("accuracy_vs_history", "write_loss_by_position")):
             _check_curves(c, obj["curves"])
         _check_failures(c, obj["failures"], labels)
@@ -194,19 +195,19 @@ def _check_method(c: _Checker, block, path: str, labels: list[str]) -> None:
                         c.is_int(s["n_folds"], f"{p}.n_folds")
 
 
-def _check_paired(c: _Checker, paired: dict, methods: dict) -> None:
+def _check_paired(c: _Checker, paired: dict, methods: dict, key: str = "paired") -> None:
     ref, tests = paired["reference"], paired["tests"]
-    if not c.is_dict(tests, "paired.tests"):
+    if not c.is_dict(tests, f"{key}.tests"):
         return
     if tests and ref not in methods:
-        c.fail("paired.reference", f"{ref!r} is not among the methods")
+        c.fail(f"{key}.reference", f"{ref!r} is not among the methods")
     for m, per_bucket in tests.items():
         if m not in methods or m == ref:
-            c.fail(f"paired.tests.{m}", "not a method other than the reference")
-        if not c.is_dict(per_bucket, f"paired.tests.{m}", BUCKETS):
+            c.fail(f"{key}.tests.{m}", "not a method other than the reference")
+        if not c.is_dict(per_bucket, f"{key}.tests.{m}", BUCKETS):
             continue
         for b in BUCKETS:
-            t, p = per_bucket[b], f"paired.tests.{m}.{b}"
+            t, p = per_bucket[b], f"{key}.tests.{m}.{b}"
             if not c.is_dict(t, p, PAIRED_KEYS):
                 continue
             c.is_int(t["n"], f"{p}.n")

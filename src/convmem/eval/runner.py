@@ -28,6 +28,8 @@ import numpy as np
 from convmem.config import to_dict
 from convmem.corpus.types import Dialogue
 from convmem.errors import ConfigError, ConvmemError
+from convmem.eval.majority import METHOD as MAJORITY
+from convmem.eval.majority import majority_rows
 from convmem.fileio import atomic_write_json, atomic_write_text
 from convmem.run_config import BASE_METHODS, RunConfig
 
@@ -46,9 +48,12 @@ class Stage:
 
 
 def method_list(cfg: RunConfig) -> list[str]:
-    """The methods a run evaluates: eval.methods, then "<m>@vad" for each of eval.vad_methods."""
-    known = set(BASE_METHODS) | set(cfg.eval.dpm_variants)
-    for key, listed in (("eval.methods", cfg.eval.methods), ("eval.vad_methods", cfg.eval.vad_methods)):
+    """The methods a run evaluates: eval.methods, then "<m>@vad" for each of eval.vad_methods.
+
+    `majority` (eval/majority.py) is a reference row, not a memory: eval.methods only."""
+    memories = set(BASE_METHODS) | set(cfg.eval.dpm_variants)
+    for key, listed, known in (("eval.methods", cfg.eval.methods, memories | {MAJORITY}),
+                               ("eval.vad_methods", cfg.eval.vad_methods, memories)):
         bad = [m for m in listed if m not in known]
         if bad:
             raise ConfigError(f"{key}: unknown method {bad[0]!r} (known: {', '.join(sorted(known))}; "
@@ -102,7 +107,10 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None,
 
                 bundle = load_bundle(fdir / "model")
                 codes = _encode(bundle.tokenizer, test, out / "cache")
-            rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold.name, rank, world)
+            if method == MAJORITY:
+                rows, cost = _majority(cfg, train, test[rank::world], codes, fold.name, bundle.n_limit)
+            else:
+                rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold.name, rank, world)
             _write_shard(pred_file, rows, cost, rank, world)
         stage(fold.name, "done")
     stage("all", "report")
@@ -348,6 +356,16 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
     cost = {"seconds": seconds, "utterances": n_utts, "audio_seconds": audio_s}
     if base != method:
         cost["unmatched_gold_utterances"] = int(sum(np.isnan(r.logits).any(-1).sum() for r in results))
+    return rows, cost
+
+
+def _majority(cfg: RunConfig, train: list[Dialogue], mine: list[Dialogue], codes: dict[str, np.ndarray],
+              fold: str, n_limit: int) -> tuple[list[dict], dict]:
+    extra = 1 + (cfg.eval.emotion_tokens == "predicted")  # <audio_end> [+ the predicted emotion token]
+    rows = majority_rows(train, mine, {u.id: len(codes[u.id]) for d in mine for u in d.utterances},
+                         cfg.corpus.labels, fold, n_limit, extra)
+    cost = {"seconds": 0.0, "utterances": sum(len(d.utterances) for d in mine),
+            "audio_seconds": sum(d.duration for d in mine)}
     return rows, cost
 
 

@@ -1,0 +1,64 @@
+"""The majority-class reference: what a run's methods have to beat to have learnt anything.
+
+Every test utterance gets the class that is most frequent among the scored utterances of the
+fold's *training* sessions (ties go to the earlier label), with the training class frequencies as
+its probabilities. It reads neither audio nor the test sessions' labels, so it is a prediction like
+any other and is scored, bootstrapped and paired-tested by the same code. On imbalanced data it has
+a high WA and a UA of 1 / n_classes; a method "beats the majority class" when the paired bootstrap
+CI of its ΔWA against this row lies above zero (report.md's headline says so per method).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from convmem.corpus.types import Dialogue
+from convmem.errors import ConfigError
+
+METHOD = "majority"
+
+
+def training_prior(train: Sequence[Dialogue], labels: Sequence[str]) -> np.ndarray:
+    """float64[len(labels)]: class frequencies among the scored utterances of `train`."""
+    counts = np.zeros(len(labels), dtype=np.float64)
+    for d in train:
+        for u in d.utterances:
+            if u.emotion in labels:
+                counts[labels.index(u.emotion)] += 1
+    if counts.sum() == 0:
+        raise ConfigError("majority baseline: the training sessions have no scored utterance with a label in "
+                          + ", ".join(labels))
+    return counts / counts.sum()
+
+
+def majority_rows(train: Sequence[Dialogue], test: Sequence[Dialogue], token_counts: dict[str, int],
+                  labels: Sequence[str], fold: str, n_limit: int, history_extra: int) -> list[dict]:
+    """Prediction rows (the runner's row format) of the majority class for every scored test utterance.
+
+    Args:
+        token_counts: {utterance id: audio tokens of that utterance}, so that history_tokens and
+            the long-context flag are the ones every other method of the run reports.
+        history_extra: tokens the engine appends to the history after each utterance's audio
+            (`<audio_end>`, plus one emotion token when the run feeds predictions back).
+    """
+    labels = list(labels)
+    prior = training_prior(train, labels)
+    predicted = labels[int(np.argmax(prior))]
+    probs = [float(p) for p in prior]
+    rows = []
+    for d in test:
+        scored = [i for i, u in enumerate(d.utterances) if u.emotion is not None]
+        last = scored[-1] if scored else -1
+        seen = 0  # tokens of the conversation before utterance i, as the engine counts them
+        for i, u in enumerate(d.utterances):
+            if u.emotion is not None:
+                rows.append({
+                    "dialogue": d.dialogue_id, "utterance": u.id, "fold": fold, "method": METHOD, "position": i,
+                    "gold": u.emotion, "predicted": predicted, "probs": probs, "history_tokens": seen,
+                    "long_context": seen + token_counts[u.id] + 1 > n_limit, "last_scored": i == last,
+                    "write_loss": None, "session": d.session, "speaker": u.speaker,
+                })
+            seen += token_counts[u.id] + history_extra
+    return rows
