@@ -7,6 +7,9 @@ that ceiling from the turns' prosodic statistics (F0 mean/range, energy, speakin
 measurements as `convmem synth --report`), leave-one-session-out, with four scikit-learn classifiers
 of different shapes, beside the majority class of the training sessions. If none of them clears the
 majority class on a corpus, an SLM reading prosody from one turn cannot be expected to either.
+The last column is what one turn's *words* could add on a synthetic corpus: a turn holding one of
+the sentence bank's emotion sentences (corpus/sentences.py EMOTIONAL) gets that emotion, any other
+turn the majority class; it needs a tokenizer whose codes identify words across voices.
 
     .venv/bin/python benchmarks/single_turn_ceiling.py /tmp/s0/manifest.jsonl /tmp/s1/manifest.jsonl
 
@@ -52,16 +55,26 @@ def ceiling(manifest: Path, workers: int = 2) -> dict:
     from convmem.corpus.context_check import measure
     from convmem.corpus.manifest import read_manifest
 
-    t = measure(read_manifest(manifest), workers=workers, progress=False)
+    from convmem.corpus.sentences import EMOTIONAL
+    from convmem.corpus.types import EMOTIONS
+
+    dialogues = read_manifest(manifest)
+    t = measure(dialogues, workers=workers, progress=False)
+    # the emotion the turn's words give away (-1: none), in TurnTable order (dialogue order)
+    said = np.array([next((EMOTIONS.index(e) for e, lines in EMOTIONAL.items()
+                           if any(line in (u.text or "") for line in lines)), -1)
+                     for d in dialogues for u in d.utterances])
     y, sessions = t.label, t.session
     scored = y >= 0
     if len(np.unique(sessions[scored])) < 2:
         raise ConvmemError(f"{manifest}: leave-one-session-out needs >= 2 sessions with scored turns")
     out = {"manifest": str(manifest), "n": int(scored.sum()), "wa": {}}
-    hits = {"majority class": 0, **{name: 0 for name in classifiers()}}
+    hits = {"majority class": 0, **{name: 0 for name in classifiers()}, "emotion sentences + majority": 0}
     for s in np.unique(sessions[scored]):
         train, test = scored & (sessions != s), scored & (sessions == s)
-        hits["majority class"] += int((y[test] == np.bincount(y[train]).argmax()).sum())
+        majority = np.bincount(y[train]).argmax()
+        hits["majority class"] += int((y[test] == majority).sum())
+        hits["emotion sentences + majority"] += int((y[test] == np.where(said[test] >= 0, said[test], majority)).sum())
         for name, make in classifiers().items():
             hits[name] += int((make().fit(t.X[train], y[train]).predict(t.X[test]) == y[test]).sum())
     out["wa"] = {name: round(100 * h / out["n"], 1) for name, h in hits.items()}
