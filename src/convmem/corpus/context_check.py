@@ -266,7 +266,8 @@ def format_report(report: dict) -> str:
     """Human-readable lines of `context_gap_report`'s result."""
     lines = [f"context check ({report['preset']}, seed {report['seed']}, {report['n_scored']} scored turns, "
              f"LOSO over {len(report['folds'])} sessions)"]
-    for k, name in (("majority", "majority class"), ("raw", "(a) raw stats"), ("oracle", "(b) minus true habit"), ("causal", "(c) causal context")):
+    for k, name in (("majority", "majority class"), ("raw", "(a) raw stats"), ("oracle", "(b) minus true habit"),
+                    ("causal", "(c) causal context")):
         if k in report:  # reports written before the majority row have none
             lines.append(f"  {name:24s} WA {report[k]['wa']:6.2f}  UA {report[k]['ua']:6.2f}")
     g, b = report["gaps_wa"], report["bounds_wa"]
