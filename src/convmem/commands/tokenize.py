@@ -20,9 +20,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None,
                    help="code cache folder (default: $CONVMEM_CACHE/codes or ~/.cache/convmem/codes)")
     fit = p.add_argument_group("fitting a new tokenizer")
-    fit.add_argument("--fit", choices=("kmeans", "kmeans-f0", "ssl-kmeans"), default=None, help="fit this kind first")
+    fit.add_argument("--fit", choices=("kmeans", "kmeans-f0", "ssl-kmeans", "ctc-kmeans"), default=None,
+                     help="fit this kind first (ctc-kmeans learns from the manifest's transcripts)")
     fit.add_argument("--sessions", nargs="+", default=None, help="training sessions to fit on (required with --fit)")
-    fit.add_argument("--codebook-size", type=int, default=512, help="kmeans, ssl-kmeans: number of codes")
+    fit.add_argument("--codebook-size", type=int, default=512, help="kmeans, ssl-kmeans, ctc-kmeans: number of codes")
     fit.add_argument("--utterance-cmn", action="store_true",
                      help="kmeans: subtract each utterance's mean log-mel before clustering")
     fit.add_argument("--prosody-weight", type=float, default=None,

@@ -36,6 +36,7 @@ MANIFEST_NAME = "tokenizer.json"
 KINDS: dict[str, str] = {
     "kmeans": "convmem.tokenizers.kmeans:LogMelKMeansTokenizer",
     "kmeans-f0": "convmem.tokenizers.pitch_kmeans:PitchKMeansTokenizer",
+    "ctc-kmeans": "convmem.tokenizers.ctc_kmeans:CTCKMeansTokenizer",
     "ssl-kmeans": "convmem.tokenizers.ssl_kmeans:SSLKMeansTokenizer",
     "s3": "convmem.tokenizers.s3:S3Tokenizer",
 }

@@ -185,6 +185,9 @@ def fit_on_dialogues(
                     yield utterance_waveform(utt, dialogue)
                     bar.update(1)
 
+    if getattr(tokenizer, "needs_text", False):  # learns from transcripts too (ctc-kmeans)
+        texts = [utt.text for dialogue in chosen for utt in dialogue.utterances]
+        return tokenizer.fit(waves(), SAMPLE_RATE, texts=texts)
     return tokenizer.fit(waves(), SAMPLE_RATE)
 
 

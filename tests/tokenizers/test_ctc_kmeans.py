@@ -1,0 +1,135 @@
+"""`ctc-kmeans`: a recogniser trained on transcripts, its hidden states clustered into 25 Hz codes."""
+
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import pytest
+
+from convmem.errors import ConfigError
+from convmem.tokenizers import build_tokenizer, fit_on_dialogues, load_tokenizer
+from convmem.tokenizers.ctc_kmeans import ALPHABET, CTCKMeansTokenizer, characters
+from tests.tokenizers.conftest import speechlike
+
+SMALL = {"codebook_size": 32, "hidden": 48, "epochs": 20, "lr": 3e-3, "batch_size": 4}
+PHRASES = ("red apple", "blue house", "green tree", "yellow sun")
+
+
+def _say(text: str, variant: str, pitch: int = 50, rate: int = 170) -> np.ndarray:
+    from convmem.corpus.espeak import VoiceSettings, synthesize
+
+    return synthesize(text, VoiceSettings(voice=f"en-us+{variant}", pitch=pitch, rate=rate))
+
+
+@pytest.fixture(scope="module")
+def phrases():
+    """Four phrases by six eSpeak voices at two pitches and two rates: (waves, texts, sample rate)."""
+    from convmem.corpus.espeak import native_sample_rate
+
+    said = [(_say(p, v, pitch, rate), p) for v in ("m1", "m3", "f1", "f2", "m6", "f5") for pitch in (35, 65)
+            for rate in (150, 190) for p in PHRASES]
+    return [w for w, _ in said], [t for _, t in said], native_sample_rate()
+
+
+@pytest.fixture(scope="module")
+def fitted(phrases):
+    waves, texts, sr = phrases
+    return build_tokenizer("ctc-kmeans", **SMALL).fit(waves, sr, texts=texts)
+
+
+def _char_error(hyp: str, ref: str) -> float:
+    h, r = characters(hyp), characters(ref)
+    same = sum(b.size for b in difflib.SequenceMatcher(None, h, r, autojunk=False).get_matching_blocks())
+    return 1 - same / max(len(h), len(r), 1)
+
+
+def test_characters():
+    assert characters("Hi, it's 5 O'Clock!") == [ALPHABET.index(c) + 1 for c in "hi it's o'clock"]
+    assert characters("...") == []
+
+
+def test_ten_seconds_give_250_codes_and_a_round_trip(fitted, tmp_path):
+    codes = fitted.encode(speechlike(10.0, seed=3), 16000)
+    assert codes.shape == (250,) and codes.dtype == np.int64 and 0 <= codes.min() and codes.max() < 32
+    assert fitted.encode(speechlike(10.0, seed=3, sr=48000), 48000).shape == (250,)
+    assert fitted.encode(speechlike(0.05, seed=3), 16000).shape == (1,)
+    fitted.save(tmp_path / "tok")
+    back = load_tokenizer(tmp_path / "tok")
+    assert isinstance(back, CTCKMeansTokenizer) and back.fingerprint == fitted.fingerprint
+    np.testing.assert_array_equal(back.encode(speechlike(10.0, seed=3), 16000), codes)
+
+
+def test_voices_it_never_heard_are_read_and_coded_alike(fitted):
+    from convmem.corpus.espeak import native_sample_rate
+
+    sr = native_sample_rate()
+    for variant in ("m5", "f4"):  # voices not in training
+        for p in PHRASES:
+            hyp = fitted.transcribe(_say(p, variant), sr)
+            assert min(PHRASES, key=lambda q: _char_error(hyp, q)) == p, (variant, p, hyp)
+            assert _char_error(hyp, p) < 0.3, (variant, p, hyp)
+
+    def bag(p, variant):
+        codes = fitted.encode(_say(p, variant), sr)
+        return np.bincount(codes, minlength=32) / codes.size
+
+    # the same phrase by two unseen voices shares more codes than two phrases by one voice
+    same = np.mean([np.minimum(bag(p, "m5"), bag(p, "f4")).sum() for p in PHRASES])
+    other = np.mean([np.minimum(bag(p, v), bag(q, v)).sum() for v in ("m5", "f4") for p in PHRASES
+                     for q in PHRASES if p < q])
+    assert same > other + 0.1, (same, other)
+
+
+def test_fit_is_deterministic_and_the_fingerprint_follows_the_weights(phrases):
+    waves, texts, sr = phrases
+    quick = {**SMALL, "epochs": 2}
+    a = build_tokenizer("ctc-kmeans", **quick).fit(waves, sr, texts=texts)
+    b = build_tokenizer("ctc-kmeans", **quick).fit(waves, sr, texts=texts)
+    assert a.fingerprint == b.fingerprint
+    np.testing.assert_array_equal(a.encode(waves[0], sr), b.encode(waves[0], sr))
+    assert build_tokenizer("ctc-kmeans", **{**quick, "seed": 1}).fit(waves, sr, texts=texts).fingerprint != a.fingerprint
+
+
+def test_fit_on_dialogues_passes_the_transcripts(tmp_path):
+    from convmem.cli import main
+    from convmem.corpus.manifest import read_manifest
+
+    out = tmp_path / "tiny"
+    assert main(["synth", str(out), "--preset", "tiny", "--seed", "0", "--quiet", "--workers", "1"]) == 0
+    corpus = read_manifest(out / "manifest.jsonl")
+    seen = {}
+    tok = build_tokenizer("ctc-kmeans", **{**SMALL, "epochs": 1})
+    fit = tok.fit
+
+    def spy(waves, sr, texts=None):
+        seen["texts"] = list(texts)
+        return fit(waves, sr, texts=texts)
+
+    tok.fit = spy
+    fit_on_dialogues(tok, corpus, ["S01"], progress=False)
+    assert seen["texts"] == [u.text for d in corpus if d.session == "S01" for u in d.utterances]
+    for d in corpus:
+        for u in d.utterances:
+            u.text = None
+    with pytest.raises(ConfigError, match="no utterance has a transcript"):
+        fit_on_dialogues(build_tokenizer("ctc-kmeans", **SMALL), corpus, ["S01"], progress=False)
+
+
+def test_errors(phrases, tmp_path):
+    tok = build_tokenizer("ctc-kmeans", **SMALL)
+    with pytest.raises(ConfigError, match="not fitted"):
+        tok.encode(speechlike(1.0), 16000)
+    waves = [speechlike(2.0, seed=i) for i in range(3)]
+    with pytest.raises(ConfigError, match="one transcript per waveform"):
+        tok.fit(waves, 16000, texts=["a b"])
+    with pytest.raises(ConfigError, match="no utterance has a transcript"):
+        tok.fit(waves, 16000, texts=[None, "", "!!"])
+    with pytest.raises(ValueError, match="invalid ctc-kmeans config"):
+        build_tokenizer("ctc-kmeans", tempo_perturb=0.9)
+    waves, texts, sr = phrases
+    fitted = build_tokenizer("ctc-kmeans", **{**SMALL, "epochs": 1}).fit(waves, sr, texts=texts)
+    fitted.save(tmp_path / "tok")
+    (tmp_path / "tok" / "encoder.pt").unlink()
+    with pytest.raises(ConfigError, match="recogniser weights not found"):
+        load_tokenizer(tmp_path / "tok")
