@@ -54,7 +54,6 @@ def ceiling(manifest: Path, workers: int = 2) -> dict:
 
     from convmem.corpus.context_check import measure
     from convmem.corpus.manifest import read_manifest
-
     from convmem.corpus.sentences import EMOTIONAL
     from convmem.corpus.types import EMOTIONS
 

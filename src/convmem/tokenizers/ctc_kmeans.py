@@ -34,6 +34,7 @@ from convmem.tokenizers.base import (
     fit_to_frames,
     iter_waveforms,
     n_frames,
+    prepare_waveform,
     read_manifest,
 )
 from convmem.tokenizers.kmeans import FittedKMeansMixin, KMeansCodebook
@@ -144,8 +145,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         """float32[samples] -> float32[n_frames(samples), hidden units]: the recogniser's states."""
-        if self.model is None:
-            raise ConfigError("ctc-kmeans tokenizer is not fitted: call fit(...) or load a saved one")
+        self._fitted_codebook()  # the mixin's not-fitted check (recogniser and codebook)
         return self._hidden(self.log_mel(wave))
 
     def fit(self, waveforms: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE,
@@ -158,7 +158,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         if texts is None or len(texts) != len(mels):
             raise ConfigError(f"ctc-kmeans: fit needs one transcript per waveform "
                               f"({len(mels)} waveforms, {'no' if texts is None else len(texts)} transcripts)")
-        pairs = [(m, characters(t)) for m, t in zip(mels, texts) if t and characters(t)]
+        pairs = [(m, ids) for m, ids in zip(mels, (characters(t or "") for t in texts)) if ids]
         if not pairs:
             raise ConfigError("ctc-kmeans: no utterance has a transcript (the manifest's `text`); "
                               "this tokenizer learns from transcripts")
@@ -204,8 +204,6 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
     def transcribe(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
         """Greedy CTC reading of `waveform` (a check that the codes' recogniser reads words)."""
         import torch
-
-        from convmem.tokenizers.base import prepare_waveform
 
         self._fitted_codebook()
         with torch.no_grad():
