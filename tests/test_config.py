@@ -47,6 +47,16 @@ def test_bad_keys_and_types_are_named(data, msg):
         from_dict(Outer, data)
 
 
+def test_exponent_without_dot_is_a_number(tmp_path):
+    # YAML 1.1 reads 1e-3 (and JSON's 5e-05, e.g. a saved config.json) as strings
+    p = tmp_path / "c.json"
+    p.write_text('{"inner": {"lr": 5e-05}}')
+    assert load_config(Outer, p).inner.lr == 5e-5
+    assert load_config(Outer, None, ["inner.lr=1e-3"]).inner.lr == 1e-3
+    with pytest.raises(ConfigError, match=r"inner\.lr: expected a number, got '1e-3x'"):
+        load_config(Outer, None, ["inner.lr=1e-3x"])
+
+
 def test_override_errors(tmp_path):
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(Outer, None, ["inner.steps"])

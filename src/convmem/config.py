@@ -8,6 +8,7 @@ used as they are, with no second copy of their fields.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -94,6 +95,9 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -128,6 +132,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
     if tp is float:
+        # YAML 1.1 reads "1e-3" (no dot) and JSON's "5e-05" as strings: accept a numeric string
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

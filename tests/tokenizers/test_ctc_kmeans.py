@@ -91,7 +91,7 @@ def test_fit_is_deterministic_and_the_fingerprint_follows_the_weights(phrases):
     assert build_tokenizer("ctc-kmeans", **{**quick, "seed": 1}).fit(waves, sr, texts=texts).fingerprint != a.fingerprint
 
 
-def test_fit_on_dialogues_passes_the_transcripts(tmp_path):
+def test_fit_on_dialogues_passes_the_transcripts(tmp_path, capsys):
     from convmem.cli import main
     from convmem.corpus.manifest import read_manifest
 
@@ -102,13 +102,15 @@ def test_fit_on_dialogues_passes_the_transcripts(tmp_path):
     tok = build_tokenizer("ctc-kmeans", **{**SMALL, "epochs": 1})
     fit = tok.fit
 
-    def spy(waves, sr, texts=None):
-        seen["texts"] = list(texts)
-        return fit(waves, sr, texts=texts)
+    def spy(waves, sr, texts=None, progress=True):
+        seen["texts"], seen["progress"] = list(texts), progress
+        return fit(waves, sr, texts=texts, progress=progress)
 
     tok.fit = spy
+    capsys.readouterr()
     fit_on_dialogues(tok, corpus, ["S01"], progress=False)
     assert seen["texts"] == [u.text for d in corpus if d.session == "S01" for u in d.utterances]
+    assert seen["progress"] is False and "recogniser" not in capsys.readouterr().err
     for d in corpus:
         for u in d.utterances:
             u.text = None

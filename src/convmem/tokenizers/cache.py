@@ -187,7 +187,7 @@ def fit_on_dialogues(
 
     if getattr(tokenizer, "needs_text", False):  # learns from transcripts too (ctc-kmeans)
         texts = [utt.text for dialogue in chosen for utt in dialogue.utterances]
-        return tokenizer.fit(waves(), SAMPLE_RATE, texts=texts)
+        return tokenizer.fit(waves(), SAMPLE_RATE, texts=texts, progress=progress)
     return tokenizer.fit(waves(), SAMPLE_RATE)
 
 

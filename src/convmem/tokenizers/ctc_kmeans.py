@@ -149,10 +149,11 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         return self._hidden(self.log_mel(wave))
 
     def fit(self, waveforms: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE,
-            texts: Sequence[str | None] | None = None):
+            texts: Sequence[str | None] | None = None, progress: bool = True):
         """Train the recogniser on (waveform, transcript) pairs, then the codebook; returns self.
 
         texts: one transcript per waveform (None or "" for none: that audio only feeds k-means).
+        progress: show the recogniser's progress bar.
         """
         mels = [self.log_mel(w) for w in iter_waveforms(waveforms, sample_rate)]
         if texts is None or len(texts) != len(mels):
@@ -162,13 +163,13 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         if not pairs:
             raise ConfigError("ctc-kmeans: no utterance has a transcript (the manifest's `text`); "
                               "this tokenizer learns from transcripts")
-        self.model = self._train(pairs)
+        self.model = self._train(pairs, progress)
         cfg = self.config
         self.codebook = KMeansCodebook.fit((self._hidden(m) for m in mels), cfg.codebook_size, cfg.seed,
                                            cfg.max_fit_frames, cfg.n_init)
         return self
 
-    def _train(self, pairs: list[tuple[np.ndarray, list[int]]]):
+    def _train(self, pairs: list[tuple[np.ndarray, list[int]]], progress: bool = True):
         import torch
         from torch import nn
         from tqdm import tqdm
@@ -182,7 +183,8 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))  # similar lengths per batch
         batches = [order[i: i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         model.train()
-        bar = tqdm(total=cfg.epochs * len(batches), desc="fit ctc-kmeans recogniser", unit="batch", disable=None)
+        bar = tqdm(total=cfg.epochs * len(batches), desc="fit ctc-kmeans recogniser", unit="batch",
+                   disable=not progress)
         for _ in range(cfg.epochs):
             for k in rng.permutation(len(batches)):
                 tempo = 1.0 + float(rng.uniform(-cfg.tempo_perturb, cfg.tempo_perturb))
