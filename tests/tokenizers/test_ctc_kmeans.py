@@ -135,3 +135,32 @@ def test_errors(phrases, tmp_path):
     (tmp_path / "tok" / "encoder.pt").unlink()
     with pytest.raises(ConfigError, match="recogniser weights not found"):
         load_tokenizer(tmp_path / "tok")
+
+
+def test_posterior_states_cluster_character_posteriors(fitted, phrases, tmp_path):
+    import dataclasses
+
+    from convmem.tokenizers.kmeans import KMeansCodebook
+
+    post = CTCKMeansTokenizer(dataclasses.replace(fitted.config, states="posteriors"), model=fitted.model)
+    wave = speechlike(3.0, seed=5)
+    with pytest.raises(ConfigError, match="not fitted"):
+        post.encode(wave, 16000)
+    post.codebook = fitted.codebook  # only for features(); its size is the hidden width
+    feats = post.features(wave)
+    assert feats.shape == (75, len(ALPHABET) + 1)
+    np.testing.assert_allclose(np.exp(feats).sum(axis=1), 1.0, rtol=1e-5)  # log posteriors
+    assert fitted.features(wave).shape[1] == fitted.model.out.in_features  # hidden states
+    waves, _, sr = phrases
+    from convmem.tokenizers.base import iter_waveforms
+
+    post.codebook = KMeansCodebook.fit((post._hidden(post.log_mel(w)) for w in iter_waveforms(waves[:8], sr)),
+                                       8, 0, 10_000, 1)
+    post.config = dataclasses.replace(post.config, codebook_size=8)
+    post.save(tmp_path / "post")
+    back = load_tokenizer(tmp_path / "post")
+    assert back.config.states == "posteriors" and back.fingerprint == post.fingerprint
+    np.testing.assert_array_equal(back.encode(wave, 16000), post.encode(wave, 16000))
+    assert back.fingerprint != fitted.fingerprint
+    with pytest.raises(ValueError, match="states must be"):
+        build_tokenizer("ctc-kmeans", states="logits")

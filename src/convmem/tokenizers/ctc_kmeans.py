@@ -9,7 +9,8 @@ then clusters its hidden states:
 
   log-mel (80 bins, 100 Hz, each utterance's mean removed) -> 2 strided convolutions (-> 25 Hz)
   -> 2-layer bidirectional GRU -> characters with CTC (training only);
-  codes = k-means (the `kmeans` codebook) of the GRU's 25 Hz hidden states.
+  codes = k-means (the `kmeans` codebook) of the GRU's 25 Hz hidden states, or with
+  `states: posteriors` of its log character posteriors (what was said, less of the voice).
 
 Training perturbs tempo (the feature sequence resampled by a random factor) so the recogniser does
 not learn one speaking rate. Own code rather than a library model because the recogniser is tiny
@@ -61,8 +62,13 @@ class CTCKMeansConfig:
     seed: int = 0
     max_fit_frames: int = 100_000
     n_init: int = 1
+    # what k-means clusters: "hidden" = the GRU's states (words, and some of the voice), or
+    # "posteriors" = the recogniser's log character posteriors (which characters only)
+    states: str = "hidden"
 
     def __post_init__(self):
+        if self.states not in ("hidden", "posteriors"):
+            raise ValueError(f"ctc-kmeans: states must be 'hidden' or 'posteriors', got {self.states!r}")
         if (self.codebook_size < 2 or self.n_mels < 8 or self.hidden < 8 or self.epochs < 1 or self.batch_size < 1
                 or not 0 <= self.tempo_perturb < 0.5 or not self.lr > 0 or self.max_fit_frames < self.codebook_size):
             raise ValueError(f"invalid ctc-kmeans config: {self}")
@@ -141,10 +147,13 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         import torch
 
         with torch.no_grad():
-            return self.model(torch.from_numpy(mel)[None])[0][0].numpy()
+            hidden, logits = self.model(torch.from_numpy(mel)[None])
+        if self.config.states == "posteriors":
+            return torch.log_softmax(logits[0], dim=-1).numpy()
+        return hidden[0].numpy()
 
     def features(self, wave: np.ndarray) -> np.ndarray:
-        """float32[samples] -> float32[n_frames(samples), hidden units]: the recogniser's states."""
+        """float32[samples] -> float32[n_frames(samples), D]: the recogniser's states (`states`)."""
         self._fitted_codebook()  # the mixin's not-fitted check (recogniser and codebook)
         return self._hidden(self.log_mel(wave))
 
