@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -43,12 +44,12 @@ def _stop_at(k):
     return cb
 
 
-@pytest.mark.parametrize("objective", ["paper", "dense"])
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, objective):
+@pytest.mark.parametrize("objective, code_noise", [("paper", 0.0), ("dense", 0.0), ("dense", 0.3)])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, objective, code_noise):
     vocab = make_vocab(SMALL, 16, LABELS)
     data = dialogues()
     cfg = TrainConfig(lr=2e-3, epochs=2, batch_size=4, objective=objective, n_o=16, n_p=16, n_q=32,
-                      checkpoint_every=3, log_every=1, seed=5)
+                      checkpoint_every=3, log_every=1, seed=5, code_noise=code_noise)
     if objective == "dense":
         cfg.batch_size = 1  # few chunks: one per step so the run spans several checkpoints
     full = train_slm(build_model(SMALL, vocab), vocab, data, cfg, tmp_path / "a")
@@ -65,6 +66,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, object
         assert torch.allclose(a[k], b[k], atol=1e-7, rtol=0), k
     start = build_model(SMALL, vocab).state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a)  # training did move the weights
+    if code_noise:  # the noise reaches training: the same run without it ends elsewhere
+        clean = train_slm(build_model(SMALL, vocab), vocab, data, replace(cfg, code_noise=0.0), tmp_path / "c")
+        assert any(not torch.allclose(a[k], clean.state_dict()[k], atol=1e-5) for k in a)
     log = json.loads((tmp_path / "b" / "train_log.json").read_text())["history"]
     assert [h["step"] for h in log] == list(range(1, steps + 1))
 
@@ -86,6 +90,11 @@ def test_resume_refusals(tmp_path):
     cfg.lr, cfg.history_free = 1e-3, True  # more examples, and the flag itself is recorded
     with pytest.raises(ConfigError, match=r"changed \(examples, history_free, n_examples\)"):
         train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path, resume=True)
+    cfg.history_free, cfg.code_noise = False, 0.1
+    with pytest.raises(ConfigError, match=r"changed \(code_noise\)"):
+        train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path, resume=True)
+    with pytest.raises(ConfigError, match=r"code_noise must be in \[0, 1\)"):
+        train_slm(build_model(SMALL, vocab), vocab, dialogues(), TrainConfig(code_noise=1.0), tmp_path / "z")
     with pytest.raises(ConfigError, match="objective 'mlm'"):
         train_slm(build_model(SMALL, vocab), vocab, dialogues(), TrainConfig(objective="mlm"), tmp_path / "x")
     with pytest.raises(ConfigError, match="no utterances"):

@@ -24,6 +24,7 @@ import torch
 
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
+from convmem.slm.code_noise import corrupt_codes
 from convmem.slm.loss import Losses, slm_loss
 from convmem.slm.stream import TRAIN_EMOTION_TOKENS, CodedDialogue, dialogue_stream
 from convmem.slm.vocab import EmotionVocab
@@ -74,6 +75,9 @@ class TrainConfig:
     # Also train on every scored utterance alone (no history), as the `none` baseline and every
     # dialogue's first turn are read; see slm.windows ("History-free examples"). Not in the paper.
     history_free: bool = False
+    # Fraction of input audio codes replaced by random codes in each training batch (slm.code_noise:
+    # stops the model memorising training utterances). Not in the paper; 0 = off.
+    code_noise: float = 0.0
 
     def check(self) -> None:
         if self.emotion_tokens not in TRAIN_EMOTION_TOKENS:
@@ -85,6 +89,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.code_noise < 1.0:
+            raise ConfigError(f"train config: code_noise must be in [0, 1), got {self.code_noise}")
         if not self.lr > 0 or self.grad_clip < 0 or not 0 <= self.warmup_frac < 1:
             raise ConfigError(f"train config: need lr > 0, grad_clip >= 0, 0 <= warmup_frac < 1; got "
                               f"{self.lr}, {self.grad_clip}, {self.warmup_frac}")
@@ -126,7 +132,7 @@ def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> d
         h.update(e.la_targets.numpy().tobytes())
         h.update(e.le_labels.numpy().tobytes())
     keys = ("objective", "n_o", "n_p", "n_q", "batch_size", "epochs", "seed", "lr", "schedule", "warmup_frac",
-            "emotion_tokens", "history_free")
+            "emotion_tokens", "history_free", "code_noise")
     return {"examples": h.hexdigest()[:16], "n_examples": len(examples), "world_size": world,
             **{k: getattr(cfg, k) for k in keys}}
 
@@ -208,7 +214,8 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
             if epoch != batches_epoch:
                 batches, batches_epoch = epoch_batches(examples, epoch, cfg.batch_size, cfg.seed), epoch
             idx = batches[b * world + rank]  # steps_per_epoch * world <= len(batches)
-            batch = collate([examples[i] for i in idx], vocab.pad_id).to(accelerator.device)
+            batch = collate([examples[i] for i in idx], vocab.pad_id)
+            batch = corrupt_codes(batch, vocab, cfg.code_noise, (cfg.seed, progress.step, rank)).to(accelerator.device)
             losses = forward_losses(model, batch, vocab, per_example)
             accelerator.backward(losses.total)
             if cfg.grad_clip > 0:

@@ -1,0 +1,51 @@
+"""Code noise: replace a random fraction of a training batch's input audio codes with random codes.
+
+Why. A from-scratch emotion SLM trained for the epochs it needs to read emotion words from the
+codes also memorises every training utterance: L_e falls to ~0.005, including on the turns whose
+label nothing in the audio generalises to (most turns: the synthetic corpus makes one utterance's
+prosody ambiguous on purpose). On an unseen speaker those memorised habits become confident wrong
+guesses instead of the class prior. Corrupting inputs afresh each step (the input-noise regulariser
+of denoising autoencoders, and the masking of BERT / HuBERT) makes an utterance's exact code string
+useless to memorise, while a sentence's words survive a few corrupted frames.
+
+Only the inputs change: the L_a targets stay the clean next codes and `<audio_end>` / emotion / pad
+tokens are never touched, so the loss is still eq. 7 on the clean stream. The draw is a pure
+function of (seed, step), so a resumed run corrupts exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from convmem.slm.vocab import EmotionVocab
+from convmem.slm.windows import Batch
+
+
+def corrupt_codes(batch: Batch, vocab: EmotionVocab, rate: float, seed: tuple[int, ...] | list[int]) -> Batch:
+    """A copy of `batch` whose input audio codes are each replaced, with probability `rate`, by a
+    code drawn uniformly from the codebook (which may be the same code).
+
+    batch.input_ids: int64[B, T]; every other field is shared, not copied. `seed` (ints, e.g.
+    (train seed, step)) fixes the draw. rate 0 returns `batch` itself.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"code noise rate must be in [0, 1), got {rate}")
+    if rate == 0.0:
+        return batch
+    gen = torch.Generator().manual_seed(_mix(seed))
+    ids = batch.input_ids
+    lo, k = vocab.base_size, vocab.codebook_size
+    is_code = (ids >= lo) & (ids < lo + k)
+    hit = is_code & (torch.rand(ids.shape, generator=gen) < rate)
+    noisy = ids.clone()
+    noisy[hit] = lo + torch.randint(0, k, (int(hit.sum()),), generator=gen)
+    return dataclasses.replace(batch, input_ids=noisy)
+
+
+def _mix(seed) -> int:
+    """One 63-bit generator seed from a few ints (numpy's SeedSequence mixing)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(s) for s in seed]).generate_state(1, dtype=np.uint64)[0] >> 1)
