@@ -154,7 +154,7 @@ def test_posterior_states_cluster_character_posteriors(fitted, phrases, tmp_path
     waves, _, sr = phrases
     from convmem.tokenizers.base import iter_waveforms
 
-    post.codebook = KMeansCodebook.fit((post._hidden(post.log_mel(w)) for w in iter_waveforms(waves[:8], sr)),
+    post.codebook = KMeansCodebook.fit((post._states(post.log_mel(w)) for w in iter_waveforms(waves[:8], sr)),
                                        8, 0, 10_000, 1)
     post.config = dataclasses.replace(post.config, codebook_size=8)
     post.save(tmp_path / "post")

@@ -10,7 +10,8 @@ useless to memorise, while a sentence's words survive a few corrupted frames.
 
 Only the inputs change: the L_a targets stay the clean next codes and `<audio_end>` / emotion / pad
 tokens are never touched, so the loss is still eq. 7 on the clean stream. The draw is a pure
-function of (seed, step), so a resumed run corrupts exactly as an uninterrupted one.
+function of the seed ints (the loop passes train seed, step, process rank), so a resumed run
+corrupts exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def corrupt_codes(batch: Batch, vocab: EmotionVocab, rate: float, seed: tuple[in
     code drawn uniformly from the codebook (which may be the same code).
 
     batch.input_ids: int64[B, T]; every other field is shared, not copied. `seed` (ints, e.g.
-    (train seed, step)) fixes the draw. rate 0 returns `batch` itself.
+    (train seed, step, rank)) fixes the draw. rate 0 returns `batch` itself.
     """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"code noise rate must be in [0, 1), got {rate}")
@@ -36,7 +37,7 @@ def corrupt_codes(batch: Batch, vocab: EmotionVocab, rate: float, seed: tuple[in
         return batch
     gen = torch.Generator().manual_seed(_mix(seed))
     ids = batch.input_ids
-    lo, k = vocab.base_size, vocab.codebook_size
+    lo, k = vocab.audio_offset, vocab.codebook_size
     is_code = (ids >= lo) & (ids < lo + k)
     hit = is_code & (torch.rand(ids.shape, generator=gen) < rate)
     noisy = ids.clone()

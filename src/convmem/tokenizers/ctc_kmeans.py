@@ -143,7 +143,8 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         mel = np.log10(np.maximum(mel_power(fitted, self.config.n_mels), 1e-8)).T
         return (mel - mel.mean(axis=0, keepdims=True)).astype(np.float32)
 
-    def _hidden(self, mel: np.ndarray) -> np.ndarray:
+    def _states(self, mel: np.ndarray) -> np.ndarray:
+        """float32[100 Hz frames, n_mels] -> float32[25 Hz frames, D]: what k-means clusters (`states`)."""
         import torch
 
         with torch.no_grad():
@@ -155,7 +156,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
     def features(self, wave: np.ndarray) -> np.ndarray:
         """float32[samples] -> float32[n_frames(samples), D]: the recogniser's states (`states`)."""
         self._fitted_codebook()  # the mixin's not-fitted check (recogniser and codebook)
-        return self._hidden(self.log_mel(wave))
+        return self._states(self.log_mel(wave))
 
     def fit(self, waveforms: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE,
             texts: Sequence[str | None] | None = None, progress: bool = True):
@@ -174,7 +175,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
                               "this tokenizer learns from transcripts")
         self.model = self._train(pairs, progress)
         cfg = self.config
-        self.codebook = KMeansCodebook.fit((self._hidden(m) for m in mels), cfg.codebook_size, cfg.seed,
+        self.codebook = KMeansCodebook.fit((self._states(m) for m in mels), cfg.codebook_size, cfg.seed,
                                            cfg.max_fit_frames, cfg.n_init)
         return self
 
