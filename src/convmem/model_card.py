@@ -23,7 +23,7 @@ def render_card(cfg, fold_info: dict, train: list[Dialogue], scores: dict | None
         f" r={cfg.dpm.rank}, lr={cfg.dpm.lr}), and, where present, the classifier baseline and MAL.",
         "",
         "## Training data",
-        f"- Corpus: {cfg.corpus.name}" + (f" — {cfg.corpus.caveat}" if cfg.corpus.caveat else ""),
+        f"- Corpus: {cfg.corpus.title()}" + (f" — {cfg.corpus.caveat}" if cfg.corpus.caveat else ""),
         f"- Sessions: {', '.join(fold_info.get('train_sessions', sorted({d.session for d in train})))}"
         f" ({len(train)} dialogues, {len(utts)} utterances, {minutes:.1f} min).",
         f"- Held-out sessions: {', '.join(fold_info.get('test_sessions', [])) or 'none (final model)'}.",

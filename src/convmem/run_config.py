@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from convmem.audio.augment import SpeakerAugmentConfig
+from convmem.errors import ConfigError
 from convmem.memory.mal import MALConfig
 from convmem.memory.temp_lora import DPMConfig
 from convmem.slm.classifier import ClassifierConfig
@@ -36,8 +37,23 @@ class CorpusSection:
     synth_preset: str = "default"
     synth_seed: int = 0
     labels: list[str] = field(default_factory=lambda: ["neu", "hap", "sad", "ang"])
-    name: str = "synthetic (eSpeak NG pseudo-conversations)"
+    name: str = "synthetic (eSpeak NG pseudo-conversations, {synth_preset} preset, seed {synth_seed})"
     caveat: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            self.name.format(synth_preset="", synth_seed=0)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"corpus.name: only {{synth_preset}} and {{synth_seed}} may be filled in, "
+                              f"got {self.name!r} ({type(e).__name__}: {e})") from None
+
+    def title(self) -> str:
+        """The corpus as reports and model cards name it. `{synth_preset}`/`{synth_seed}` in `name` are
+        filled in, so `corpus.synth_seed=1` is not reported as seed 0; a run read from `manifest` is
+        named by that manifest instead, because the generator settings then describe nothing."""
+        if self.manifest and self.name != self.name.format(synth_preset="", synth_seed=""):
+            return f"corpus from manifest {self.manifest}"
+        return self.name.format(synth_preset=self.synth_preset, synth_seed=self.synth_seed)
 
 
 @dataclass
@@ -105,8 +121,6 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # fail at load time, not after an hour of training
-        from convmem.errors import ConfigError
-
         if self.train.emotion_tokens == "none" and self.eval.emotion_tokens != "none":
             raise ConfigError("eval.emotion_tokens: must be 'none' when train.emotion_tokens is 'none' "
                               "(the model never saw emotion tokens in its history)")
@@ -128,8 +142,6 @@ class RunConfig:
         ids = {"emotion_ids": tuple(emotion_ids), "audio_id_range": tuple(audio_id_range)}
         for key in ids:
             if key in self.mal:
-                from convmem.errors import ConfigError
-
                 raise ConfigError(f"mal.{key}: comes from the trained model's vocabulary, do not set it")
         return from_dict(MALConfig, {**self.mal, **ids}, "mal")
 

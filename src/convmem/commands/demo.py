@@ -30,7 +30,7 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     cfg = load_config(RunConfig, args.config, args.overrides)
-    print(f"convmem demo: {cfg.corpus.name}, folds {cfg.folds.test_sessions or 'all'}, "
+    print(f"convmem demo: {cfg.corpus.title()}, folds {cfg.folds.test_sessions or 'all'}, "
           f"methods {', '.join(cfg.eval.methods)}")
     out = execute(cfg, args.out)
     corpus = Path(cfg.corpus.manifest).parent if cfg.corpus.manifest else out / "corpus"

@@ -453,7 +453,7 @@ def finish_report(cfg: RunConfig, out: Path, folds: list[str], methods: list[str
     labels = tuple(cfg.corpus.labels)
     table = table_from_predictions(preds, labels, origin=str(out))
     meta = {
-        "corpus": cfg.corpus.name, "caveat": cfg.corpus.caveat, "folds": folds, "seeds": [cfg.seed],
+        "corpus": cfg.corpus.title(), "caveat": cfg.corpus.caveat, "folds": folds, "seeds": [cfg.seed],
         "n_limit": cfg.slm.n_limit, "config": cfg.name, "methods": methods, "commit": _commit(),
     }
     rcfg = ResultsConfig(bootstrap=BootstrapConfig(n_resamples=cfg.eval.bootstrap, seed=cfg.seed))
