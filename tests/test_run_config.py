@@ -28,3 +28,12 @@ def test_corpus_from_a_manifest_is_not_named_by_generator_settings():
 def test_unknown_fields_in_the_corpus_name_are_a_config_error(name):
     with pytest.raises(ConfigError, match=r"corpus\.name: only \{synth_preset\} and \{synth_seed\}"):
         load_config(RunConfig, DEMO, [f"corpus.name={name}"])
+
+
+def test_a_run_folder_resumes_after_a_descriptive_change_only(tmp_path):
+    from convmem.eval.runner import _check_or_write_config
+
+    _check_or_write_config(tmp_path, load_config(RunConfig, DEMO))
+    _check_or_write_config(tmp_path, load_config(RunConfig, DEMO, ["corpus.name=renamed", "corpus.caveat=c"]))
+    with pytest.raises(ConfigError, match=r"different config \(differs at: corpus\.synth_seed\)"):
+        _check_or_write_config(tmp_path, load_config(RunConfig, DEMO, ["corpus.synth_seed=1"]))

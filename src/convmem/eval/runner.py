@@ -182,8 +182,11 @@ def _check_or_write_config(out: Path, cfg: RunConfig) -> None:
 
 def _comparable(d: dict) -> dict:
     """The parts of a config that decide a run's models and predictions: methods can be added to a
-    study (each has its own predictions file) and `final` only adds a model."""
+    study (each has its own predictions file), `final` only adds a model, and the corpus's name and
+    caveat only describe it."""
     d = json.loads(json.dumps(d))
+    for key in ("name", "caveat"):
+        d.get("corpus", {}).pop(key, None)
     d.get("eval", {}).pop("methods", None)
     d.get("eval", {}).pop("vad_methods", None)
     d.pop("final", None)
