@@ -327,3 +327,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def run_script(main) -> None:
+    """Exit with `main()`'s status; a ConvmemError (bad input, named by the library) prints
+    `error: ...` and exits 2 instead of a traceback."""
+    from convmem.errors import ConvmemError
+
+    try:
+        raise SystemExit(main())
+    except ConvmemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

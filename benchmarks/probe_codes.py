@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, write_results  # noqa: E402
+from common import markdown_table, run_script, write_results  # noqa: E402
 
 from convmem.corpus.manifest import read_manifest  # noqa: E402
 from convmem.corpus.types import EMOTIONS  # noqa: E402
@@ -68,8 +68,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(main)

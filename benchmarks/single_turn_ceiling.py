@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, write_results  # noqa: E402
+from common import markdown_table, run_script, write_results  # noqa: E402
 
 from convmem.errors import ConvmemError  # noqa: E402
 
@@ -99,8 +99,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except ConvmemError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(main)

@@ -97,3 +97,82 @@ def test_single_turn_ceiling_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
     # an emotion sentence only ever voices its own emotion: reading the words can only add
     assert r["wa"]["emotion sentences + majority"] >= r["wa"]["majority class"]
     assert "| manifest | turns | majority class WA |" in proc.stdout
+
+
+def _fake_run(tmp_path: Path, predict) -> Path:
+    """A finished run folder on a generated corpus: six speakers whose habitual tempo spreads from slow
+    to fast, four turns each, every turn gold `neu`; `predict(rate)` gives the predicted emotion."""
+    import csv
+
+    run = tmp_path / "run"
+    (run / "corpus").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"corpus": {"manifest": None}}))
+    rates = {f"S0{i}_A": r for i, r in enumerate((120, 140, 160, 175, 200, 230))}
+    shift = {"neu": {"pitch": 0, "range": 0, "rate": 1.0, "volume": 1.0},
+             "sad": {"pitch": -8, "range": -12, "rate": 0.86, "volume": 0.8},
+             "ang": {"pitch": 4, "range": 10, "rate": 1.13, "volume": 1.4}}
+    speakers = {s: {"habit": {"pitch": 50 + i, "range": 50 - i, "rate": r, "volume": 95}}
+                for i, (s, r) in enumerate(rates.items())}
+    (run / "corpus" / "generator_truth.json").write_text(json.dumps({"emotion_shift": shift, "speakers": speakers}))
+    with open(run / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "speaker", "gold", "predicted"])
+        for s, r in rates.items():
+            for t in range(4):
+                w.writerow(["habit_reader", s, "neu", predict(r, t)])
+                w.writerow(["oracle", s, "neu", "neu"])
+    return run
+
+
+def test_habit_misreads_finds_a_model_that_reads_tempo_habit_as_emotion(tmp_path: Path) -> None:
+    # slow speakers called sad, fast ones angry, more turns the further from the middle
+    run = _fake_run(tmp_path, lambda r, t: "sad" if r < 165 - 15 * t else "ang" if r > 165 + 15 * t else "neu")
+    out = tmp_path / "h.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "habit_misreads.py"), str(run), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())["results"][str(run)]
+    assert res["habit_reader"]["r"]["rate"] > 0.9
+    assert res["habit_reader"]["speakers"]["S00_A"]["excess"]["rate"] < 0 < res["habit_reader"]["speakers"]["S05_A"]["excess"]["rate"]
+    assert all(v is None for v in res["oracle"]["r"].values())  # no errors, nothing to correlate
+    assert "| run | method | speakers | r pitch | r range | r rate | r volume |" in proc.stdout
+
+
+def test_habit_misreads_needs_a_generated_corpus(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path, lambda r, t: "neu")
+    (run / "corpus" / "generator_truth.json").unlink()
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "habit_misreads.py"), str(run), "--out",
+                           str(tmp_path / "h.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "generator_truth.json: missing" in proc.stderr
+    assert not (tmp_path / "h.json").exists()
+
+
+def test_rerender_speaker_reads_every_turn_of_the_speaker_four_ways(tmp_path: Path) -> None:
+    import shutil
+
+    from convmem.cli import main
+    from convmem.corpus.manifest import read_manifest
+    from tests.model_fixture import tiny_bundle
+
+    corpus = tmp_path / "corpus"
+    assert main(["synth", str(corpus), "--preset", "tiny", "--seed", "1", "--quiet", "--workers", "1"]) == 0
+    dialogues = read_manifest(corpus / "manifest.jsonl")
+    speaker = dialogues[0].utterances[0].speaker
+    run = tmp_path / "run"
+    (run / "folds").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"corpus": {"manifest": str(corpus / "manifest.jsonl")}}))
+    (run / "predictions.csv").write_text("method,speaker,gold,predicted\n")
+    shutil.copytree(tiny_bundle(tmp_path), run / "folds" / f"loso_{dialogues[0].session}" / "model")
+    out = tmp_path / "r.json"
+    script = str(BENCH.parent / "rerender_speaker.py")
+    proc = subprocess.run([sys.executable, script, str(run), speaker, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    n = sum(u.speaker == speaker and u.emotion in ("neu", "hap", "sad", "ang") for d in dialogues for u in d.utterances)
+    assert res["turns"] == n > 0
+    assert list(res["variants"]) == ["own habit", "typical tempo", "stretched, pauses kept", "stretched, pauses x f^2"]
+    assert all(sum(v["predicted"].values()) == n and 0 <= v["wa"] <= 100 for v in res["variants"].values())
+    bad = subprocess.run([sys.executable, script, str(run), "S99_Z", "--out", str(out)], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "S99_Z: not a speaker" in bad.stderr

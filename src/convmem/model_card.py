@@ -29,7 +29,9 @@ def render_card(cfg, fold_info: dict, train: list[Dialogue], scores: dict | None
         f"- Held-out sessions: {', '.join(fold_info.get('test_sessions', [])) or 'none (final model)'}.",
         f"- Scored utterances per label: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}.",
         *([f"- Plus {cfg.augment.copies} speaker-perturbed cop{'y' if cfg.augment.copies == 1 else 'ies'} of every "
-           f"training dialogue (speed ×e^±{cfg.augment.speed:g}, gain ±{cfg.augment.gain_db:g} dB per speaker; "
+           f"training dialogue (speed ×e^±{cfg.augment.speed:g}, gain ±{cfg.augment.gain_db:g} dB"
+           + (f", tempo ×e^±{cfg.augment.tempo:g} at the same pitch" if cfg.augment.tempo else "")
+           + (f", pauses ×e^±{cfg.augment.pause:g}" if cfg.augment.pause else "") + " per speaker; "
            "convmem.audio.augment)."] if cfg.augment.copies else []),
         "",
         "## Scores",
