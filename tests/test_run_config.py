@@ -22,9 +22,12 @@ def test_corpus_from_a_manifest_is_not_named_by_generator_settings():
     # a name written for the data (no generator fields in it) is kept as written
     cfg = load_config(RunConfig, DEMO, ["corpus.manifest=m.jsonl", "corpus.name=IEMOCAP sessions 1-5"])
     assert cfg.corpus.title() == "IEMOCAP sessions 1-5"
+    # doubled braces are literal braces, not generator fields
+    cfg = load_config(RunConfig, DEMO, ["corpus.manifest=m.jsonl", "corpus.name=set {{A, B}}"])
+    assert cfg.corpus.title() == "set {A, B}"
 
 
-@pytest.mark.parametrize("name", ["seed {seed}", "x {0}", "open {brace"])
+@pytest.mark.parametrize("name", ["seed {seed}", "x {0}", "x {}", "open {brace", "close brace}"])
 def test_unknown_fields_in_the_corpus_name_are_a_config_error(name):
     with pytest.raises(ConfigError, match=r"corpus\.name: only \{synth_preset\} and \{synth_seed\}"):
         load_config(RunConfig, DEMO, [f"corpus.name={name}"])

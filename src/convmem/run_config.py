@@ -7,6 +7,7 @@ dotted key (convmem.config).
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,6 +20,17 @@ from convmem.slm.model import SLMConfig
 from convmem.train.classifier_trainer import ClassifierTrainConfig
 from convmem.train.loop import TrainConfig
 from convmem.train.mal_trainer import MALTrainConfig
+
+_NAME_FIELDS = {"synth_preset", "synth_seed"}  # what corpus.name may name
+
+
+def _name_fields(name: str) -> set[str]:
+    """The {fields} a format string names ("" for {}, the parse error for a stray brace)."""
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(name) if f is not None}
+    except ValueError as e:
+        return {f"({e})"}
+
 
 # Methods the runner knows. "dpm:<variant>" methods take DPM overrides from eval.dpm_variants.
 BASE_METHODS = ("none", "window", "window_full", "classifier", "dpm", "mal")
@@ -41,17 +53,16 @@ class CorpusSection:
     caveat: str = ""
 
     def __post_init__(self) -> None:
-        try:
-            self.name.format(synth_preset="", synth_seed=0)
-        except (KeyError, IndexError, ValueError) as e:
+        bad = _name_fields(self.name) - _NAME_FIELDS
+        if bad:
             raise ConfigError(f"corpus.name: only {{synth_preset}} and {{synth_seed}} may be filled in, "
-                              f"got {self.name!r} ({type(e).__name__}: {e})") from None
+                              f"got {self.name!r} ({', '.join(sorted(bad))})")
 
     def title(self) -> str:
         """The corpus as reports and model cards name it. `{synth_preset}`/`{synth_seed}` in `name` are
         filled in, so `corpus.synth_seed=1` is not reported as seed 0; a run read from `manifest` is
         named by that manifest instead, because the generator settings then describe nothing."""
-        if self.manifest and self.name != self.name.format(synth_preset="", synth_seed=""):
+        if self.manifest and _name_fields(self.name):
             return f"corpus from manifest {self.manifest}"
         return self.name.format(synth_preset=self.synth_preset, synth_seed=self.synth_seed)
 
