@@ -7,15 +7,15 @@ SLM predicted mostly one emotion for each held-out speaker). Measured effect on 
 synthetic corpus (5-fold LOSO, README "The emotion SLM"): UA up 2.5 (`none`) and 4.8 (`window`)
 points, WA unchanged within noise, so it is off by default (copies 0). Speed
 perturbation (Ko et al. 2015, Kaldi's 0.9/1.0/1.1) plus a gain change gives every speaker of a
-training dialogue copy a new habitual pitch, tempo and loudness. Resampling moves pitch and tempo
-together, so a model can learn that a fast turn in a higher voice is a perturbed copy and still read a
-habitually fast speaker's normal voice as aroused (measured: README "What the misreads follow");
-`tempo` adds a time stretch that keeps the pitch (WSOLA, the `audiotsm` library), drawn on its own,
-and `pause` lengthens or shortens the silences inside each turn: a speaker's tempo is not a uniform
-stretch (eSpeak NG at 235 instead of 165 wpm shortens sounds 1.41x but pauses 2.1x), and re-rendering
-one held-out speaker showed the SLM reading his pauses, not his sounds, as arousal (README).
-Emotion stays put *relative to the speaker*, and the perturbation is drawn once per speaker per copy, so the dialogue's history still
+training dialogue copy a new habitual pitch, tempo and loudness. Emotion stays put *relative to the
+speaker*, and the perturbation is drawn once per speaker per copy, so the dialogue's history still
 tells the model what that speaker's habit is: the property context is supposed to supply.
+
+Resampling moves pitch and tempo together. `tempo` adds a time stretch that keeps the pitch (WSOLA,
+the `audiotsm` library) and `pause` resizes the silences inside each turn, both drawn on their own,
+because a speaker's tempo is not one uniform stretch (eSpeak NG at 235 instead of 165 wpm shortens
+sounds 1.41x but pauses 2.1x). Neither stopped the SLM from reading a held-out speaker's habitual
+tempo as arousal on the synthetic corpus (README "The emotion SLM"), so both are off (0) by default.
 
 Training data only: test dialogues are never perturbed; the tokenizer is fitted on the original
 audio. Speeds come from a rational approximation (denominator <= 64) so that polyphase resampling
@@ -89,13 +89,13 @@ class Perturbation:
 
 
 _PAUSE_DB = 30.0  # 10 ms frames this far below the turn's loudest are silent (prosody's speech test)
-_PAUSE_MIN_FRAMES = 3  # shorter silences are stop closures, not pauses
+_PAUSE_MIN_FRAMES = 3  # 45 ms; shorter silences are stop closures, not pauses
 
 
 def _scale_pauses(wave: np.ndarray, factor: float) -> np.ndarray:
-    """float64[n] (16 kHz) -> float64[m]: each silence of >= 30 ms between the turn's first and last
-    sound resized by `factor` (linear interpolation of the silence itself); the sounds and the
-    turn's leading and trailing silence are kept sample for sample."""
+    """float64[n] (16 kHz) -> float64[m]: each silence of >= 45 ms (3 silent 25 ms frames at a 10 ms
+    hop) between the turn's first and last sound resized by `factor` (linear interpolation of the
+    silence itself); the sounds and the turn's leading and trailing silence are kept sample for sample."""
     from convmem.audio.io import SAMPLE_RATE
     from convmem.audio.prosody import FRAME_S, frame_energy_db
 
