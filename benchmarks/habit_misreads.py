@@ -43,20 +43,24 @@ def _scale(d: str, v: float) -> float:
     return math.log(v) if d in LOG_DIMENSIONS else float(v)
 
 
-def run_inputs(run: Path) -> tuple[Path, dict]:
-    """RUN -> (its predictions.csv, the generator truth of its corpus). Raises ManifestError."""
-    from convmem.corpus.synth import TRUTH_FILE
+def run_manifest(run: Path) -> Path:
+    """RUN -> its corpus's manifest: the one in its config.json, or the corpus it generated."""
     from convmem.eval.runner import CONFIG_FILE
 
-    preds = run / "predictions.csv"
-    if not preds.is_file():
-        raise ManifestError(f"{run}: no predictions.csv (not a finished `convmem run` folder)")
+    if not (run / CONFIG_FILE).is_file():
+        raise ManifestError(f"{run}: no {CONFIG_FILE} (not a `convmem run` folder)")
     manifest = json.loads((run / CONFIG_FILE).read_text()).get("corpus", {}).get("manifest")
-    corpus = Path(manifest).parent if manifest else run / "corpus"
-    truth = corpus / TRUTH_FILE
+    return Path(manifest) if manifest else run / "corpus" / "manifest.jsonl"
+
+
+def generator_truth(run: Path) -> dict:
+    """RUN -> the generator truth of its corpus (speaker habits, emotion shifts). Raises ManifestError."""
+    from convmem.corpus.synth import TRUTH_FILE
+
+    truth = run_manifest(run).parent / TRUTH_FILE
     if not truth.is_file():
         raise ManifestError(f"{truth}: missing; only corpora made by `convmem synth` record speaker habits")
-    return preds, json.loads(truth.read_text())
+    return json.loads(truth.read_text())
 
 
 def habit_misreads(preds: Path, truth: dict) -> dict:
@@ -100,7 +104,10 @@ def main(argv=None) -> int:
     results = {}
     rows = []
     for run in args.run:
-        res = habit_misreads(*run_inputs(run))
+        preds = run / "predictions.csv"
+        if not preds.is_file():
+            raise ManifestError(f"{run}: no predictions.csv (not a finished `convmem run` folder)")
+        res = habit_misreads(preds, generator_truth(run))
         results[str(run)] = res
         for method, m in sorted(res.items()):
             rows.append([str(run), method, len(m["speakers"]),

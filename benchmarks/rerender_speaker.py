@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import markdown_table, run_script, write_results  # noqa: E402
-from habit_misreads import run_inputs  # noqa: E402
+from habit_misreads import generator_truth, run_manifest  # noqa: E402
 
 from convmem.errors import ManifestError  # noqa: E402
 
@@ -52,8 +52,6 @@ def render(text: str, habit: dict, shift: dict, rate: float):
 
 def rerender(run: Path, speaker: str, typical_rate: float) -> dict:
     """-> {"turns": n, "variants": {name: {"wa": %, "predicted": {label: count}}}}."""
-    import json
-
     import torch
 
     from convmem.audio.augment import Perturbation
@@ -61,11 +59,10 @@ def rerender(run: Path, speaker: str, typical_rate: float) -> dict:
     from convmem.corpus.manifest import read_manifest
     from convmem.slm.loss import emotion_logits
 
-    _, truth = run_inputs(run)
+    truth = generator_truth(run)
     if speaker not in truth["speakers"]:
         raise ManifestError(f"{speaker}: not a speaker of {run}'s corpus ({', '.join(sorted(truth['speakers']))})")
-    manifest = json.loads((run / "config.json").read_text())["corpus"].get("manifest") or run / "corpus" / "manifest.jsonl"
-    dialogues = read_manifest(manifest)
+    dialogues = read_manifest(run_manifest(run))
     session = next(d.session for d in dialogues for u in d.utterances if u.speaker == speaker)
     model_dir = run / "folds" / f"loso_{session}" / "model"
     if not model_dir.is_dir():

@@ -161,7 +161,6 @@ def test_rerender_speaker_reads_every_turn_of_the_speaker_four_ways(tmp_path: Pa
     run = tmp_path / "run"
     (run / "folds").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"corpus": {"manifest": str(corpus / "manifest.jsonl")}}))
-    (run / "predictions.csv").write_text("method,speaker,gold,predicted\n")
     shutil.copytree(tiny_bundle(tmp_path), run / "folds" / f"loso_{dialogues[0].session}" / "model")
     out = tmp_path / "r.json"
     script = str(BENCH.parent / "rerender_speaker.py")
