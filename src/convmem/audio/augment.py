@@ -100,11 +100,11 @@ def _scale_pauses(wave: np.ndarray, factor: float) -> np.ndarray:
     from convmem.audio.prosody import FRAME_S, frame_energy_db
 
     energy = frame_energy_db(wave, SAMPLE_RATE)
-    sound = np.nonzero(energy > energy.max() - _PAUSE_DB)[0]
+    silent = energy <= energy.max() - _PAUSE_DB
+    sound = np.nonzero(~silent)[0]
     if sound.size < 2:
         return wave
     hop = int(round(FRAME_S * SAMPLE_RATE))
-    silent = energy <= energy.max() - _PAUSE_DB
     pieces, cursor, i = [], 0, int(sound[0])
     while i <= sound[-1]:
         if not silent[i]:
@@ -153,7 +153,7 @@ def draw_perturbations(cfg: SpeakerAugmentConfig, dialogue_id: str, speakers: li
     for speaker in sorted(set(speakers)):
         factor = float(np.exp(rng.uniform(-cfg.speed, cfg.speed)))
         gain = float(rng.uniform(-cfg.gain_db, cfg.gain_db))
-        # drawn only when on, so that tempo 0 keeps every earlier configuration's draws
+        # drawn only when on, so that tempo 0 and pause 0 keep every earlier configuration's draws
         tempo = float(np.exp(rng.uniform(-cfg.tempo, cfg.tempo))) if cfg.tempo else 1.0
         pause = float(np.exp(rng.uniform(-cfg.pause, cfg.pause))) if cfg.pause else 1.0
         out[speaker] = Perturbation(Fraction(factor).limit_denominator(64), gain, tempo, pause)
