@@ -52,12 +52,9 @@ def render(text: str, habit: dict, shift: dict, rate: float):
 
 def rerender(run: Path, speaker: str, typical_rate: float) -> dict:
     """-> {"turns": n, "variants": {name: {"wa": %, "predicted": {label: count}}}}."""
-    import torch
-
     from convmem.audio.augment import Perturbation
     from convmem.bundle import load_bundle
     from convmem.corpus.manifest import read_manifest
-    from convmem.slm.loss import emotion_logits
 
     truth = generator_truth(run)
     if speaker not in truth["speakers"]:
@@ -72,22 +69,21 @@ def rerender(run: Path, speaker: str, typical_rate: float) -> dict:
     turns = [u for d in dialogues for u in d.utterances if u.speaker == speaker and u.emotion in bundle.labels]
     f = habit["rate"] / typical_rate  # > 1: his habit is faster than typical
 
-    def read_alone(wave) -> str:
-        ids = torch.cat([bundle.vocab.audio_ids(bundle.tokenizer.encode(wave.astype("float32"))),
-                         torch.tensor([bundle.vocab.audio_end_id])])[None]
-        with torch.no_grad():
-            logits = bundle.slm(input_ids=ids).logits[0, -1:]
-        return bundle.labels[int(emotion_logits(logits, bundle.vocab).argmax())]
-
     names = ("own habit", "typical tempo", "stretched, pauses kept", "stretched, pauses x f^2")
-    predicted = {n: [] for n in names}
+    waves = {n: [] for n in names}
     for u in turns:
         own = render(u.text, habit, shifts[u.emotion], habit["rate"])
-        waves = (own, render(u.text, habit, shifts[u.emotion], typical_rate),
-                 Perturbation(Fraction(1), 0.0, tempo=1 / f).apply(own),
-                 Perturbation(Fraction(1), 0.0, tempo=1 / f, pause=f * f).apply(own))
-        for n, w in zip(names, waves):
-            predicted[n].append(read_alone(w))
+        for n, w in zip(names, (own, render(u.text, habit, shifts[u.emotion], typical_rate),
+                                Perturbation(Fraction(1), 0.0, tempo=1 / f).apply(own),
+                                Perturbation(Fraction(1), 0.0, tempo=1 / f, pause=f * f).apply(own))):
+            waves[n].append(w)
+    # `none` reads every turn alone, so one variant's turns can pass as one conversation
+    engine = bundle.engine("none")
+    predicted = {}
+    for n, ws in waves.items():
+        ids = [bundle.vocab.audio_ids(bundle.tokenizer.encode(w.astype("float32"))) for w in ws]
+        (result,) = engine.run([ids])
+        predicted[n] = [bundle.labels[int(i)] for i in result.predictions]
     gold = [u.emotion for u in turns]
     return {"turns": len(turns), "habit_rate": habit["rate"], "typical_rate": typical_rate,
             "variants": {n: {"wa": round(100 * sum(p == g for p, g in zip(ps, gold)) / max(1, len(gold)), 1),

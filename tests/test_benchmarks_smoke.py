@@ -175,3 +175,34 @@ def test_rerender_speaker_reads_every_turn_of_the_speaker_four_ways(tmp_path: Pa
     bad = subprocess.run([sys.executable, script, str(run), "S99_Z", "--out", str(out)], capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and "S99_Z: not a speaker" in bad.stderr
+
+
+def test_recogniser_cer_reads_each_speaker(tmp_path: Path) -> None:
+    from convmem.cli import main
+    from convmem.corpus.manifest import read_manifest
+    from convmem.tokenizers import build_tokenizer, fit_on_dialogues
+
+    sys.path.insert(0, str(BENCH.parent))
+    from recogniser_cer import edit_distance
+
+    assert edit_distance(list("kitten"), list("sitting")) == 3 and edit_distance([], [1, 2]) == 2
+    corpus = tmp_path / "corpus"
+    assert main(["synth", str(corpus), "--preset", "tiny", "--seed", "0", "--quiet", "--workers", "1"]) == 0
+    tok = build_tokenizer("ctc-kmeans", codebook_size=8, hidden=16, epochs=1)
+    fit_on_dialogues(tok, read_manifest(corpus / "manifest.jsonl"), ["S01"], progress=False).save(tmp_path / "tok")
+    out = tmp_path / "cer.json"
+    script = str(BENCH.parent / "recogniser_cer.py")
+    proc = subprocess.run([sys.executable, script, str(tmp_path / "tok"), str(corpus / "manifest.jsonl"),
+                           "--turns", "2", "--held-out", "S02", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    speakers = {u.speaker: d.session for d in read_manifest(corpus / "manifest.jsonl") for u in d.utterances}
+    assert set(res["speakers"]) == set(speakers) and res["ctc_hz"] == 50 and res["held_out"] == ["S02"]
+    assert all(r["turns"] == 2 and r["chars"] > 0 and r["cer"] >= 0 for r in res["speakers"].values())
+    assert "held out" in proc.stdout
+    km = build_tokenizer("kmeans", codebook_size=8)
+    fit_on_dialogues(km, read_manifest(corpus / "manifest.jsonl"), ["S01"], progress=False).save(tmp_path / "km")
+    bad = subprocess.run([sys.executable, script, str(tmp_path / "km"), str(corpus / "manifest.jsonl"), "--out",
+                          str(tmp_path / "x.json")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "has no recogniser" in bad.stderr and not (tmp_path / "x.json").exists()

@@ -12,7 +12,9 @@ from convmem.tokenizers import build_tokenizer, fit_on_dialogues, load_tokenizer
 from convmem.tokenizers.ctc_kmeans import ALPHABET, CTCKMeansTokenizer, characters
 from tests.tokenizers.conftest import speechlike
 
-SMALL = {"codebook_size": 32, "hidden": 48, "epochs": 20, "lr": 3e-3, "batch_size": 4}
+# ctc_hz 25: on these 96 two-word phrases 20 epochs train the 25 Hz recogniser to read unseen
+# voices; the 50 Hz default is for real turns (tested below and in test_benchmarks_smoke)
+SMALL = {"codebook_size": 32, "hidden": 48, "epochs": 20, "lr": 3e-3, "batch_size": 4, "ctc_hz": 25}
 PHRASES = ("red apple", "blue house", "green tree", "yellow sun")
 
 
@@ -164,3 +166,80 @@ def test_posterior_states_cluster_character_posteriors(fitted, phrases, tmp_path
     assert back.fingerprint != fitted.fingerprint
     with pytest.raises(ValueError, match="states must be"):
         build_tokenizer("ctc-kmeans", states="logits")
+
+
+@pytest.mark.parametrize("hz", [25, 50])
+def test_ctc_frames_follow_the_recogniser_rate(hz):
+    import torch
+
+    from convmem.tokenizers.ctc_kmeans import CTCKMeansConfig, _ctc_frames, encoder
+
+    model = encoder(CTCKMeansConfig(hidden=16, ctc_hz=hz)).eval()
+    lengths = torch.tensor([4, 5, 7, 8, 41, 400])
+    with torch.no_grad():
+        got = [model(torch.zeros(1, int(n), 80))[1].shape[1] for n in lengths]
+    assert _ctc_frames(lengths, hz).tolist() == got
+    assert got[-1] == 400 * hz // 100
+    with pytest.raises(ValueError, match="ctc_hz must be 25 or 50"):
+        CTCKMeansConfig(ctc_hz=100)
+
+
+def test_fast_speech_fits_ctc_only_at_50_hz():
+    """26 characters with four doubled letters need 30 CTC frames (a blank between doubles): 1.1 s
+    gives 28 at 25 Hz, so CTC cannot align them (the 25 Hz recogniser's training skipped such
+    fast turns: zero_infinity), and 55 at 50 Hz."""
+    import torch
+
+    from convmem.tokenizers.ctc_kmeans import CTCKMeansConfig, encoder
+
+    target = torch.tensor(characters("all good, see you soon then"))
+    assert len(target) == 26
+    losses = {}
+    for hz in (25, 50):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            _, logits = encoder(CTCKMeansConfig(hidden=16, ctc_hz=hz))(torch.randn(1, 110, 80))
+        loss = torch.nn.CTCLoss(reduction="sum")(logits.log_softmax(-1).transpose(0, 1), target,
+                                                  torch.tensor([logits.shape[1]]), torch.tensor([len(target)]))
+        losses[hz] = float(loss)
+    assert losses == {25: float("inf"), 50: losses[50]} and np.isfinite(losses[50]), losses
+
+
+def test_a_tokenizer_saved_before_ctc_hz_loads_at_25_hz_with_its_fingerprint(phrases, tmp_path):
+    import json
+
+    waves, texts, sr = phrases
+    old = build_tokenizer("ctc-kmeans", **{**SMALL, "epochs": 1, "ctc_hz": 25}).fit(waves[:16], sr, texts=texts[:16])
+    old.save(tmp_path / "tok")
+    meta = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
+    del meta["config"]["ctc_hz"]  # as the first release wrote it
+    (tmp_path / "tok" / "tokenizer.json").write_text(json.dumps(meta))
+    back = load_tokenizer(tmp_path / "tok")
+    assert back.config.ctc_hz == 25 and back.fingerprint == old.fingerprint == meta["fingerprint"]
+    np.testing.assert_array_equal(back.encode(waves[0], sr), old.encode(waves[0], sr))
+    assert build_tokenizer("ctc-kmeans").config.ctc_hz == 50
+
+
+def test_at_50_hz_each_code_reads_two_recogniser_frames():
+    import dataclasses
+
+    import torch
+
+    from convmem.tokenizers.ctc_kmeans import CTCKMeansConfig, encoder
+    from convmem.tokenizers.kmeans import KMeansCodebook
+
+    torch.manual_seed(0)
+    cfg = CTCKMeansConfig(hidden=24, ctc_hz=50, codebook_size=4)
+    hid = CTCKMeansTokenizer(cfg, KMeansCodebook(np.zeros((4, 32), np.float32), np.zeros(32, np.float32),
+                                                 np.ones(32, np.float32)), encoder(cfg).eval())
+    wave = speechlike(3.0, seed=5)
+    mel = torch.from_numpy(hid.log_mel(wave))[None]
+    with torch.no_grad():
+        h, logits = hid.model(mel)
+    assert h.shape[1] == 150
+    np.testing.assert_allclose(hid.features(wave), h[0].reshape(75, 2, -1).mean(1).numpy(), rtol=1e-5, atol=1e-6)
+    post = CTCKMeansTokenizer(dataclasses.replace(cfg, states="posteriors"), hid.codebook, hid.model)
+    probs = torch.softmax(logits[0], -1).reshape(75, 2, -1).mean(1).numpy()
+    np.testing.assert_allclose(np.exp(post.features(wave)), probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert hid.encode(wave, 16000).shape == (75,)

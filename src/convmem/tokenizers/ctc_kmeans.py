@@ -7,9 +7,10 @@ emotion sentences in unseen voices. This kind trains its own small recogniser on
 sessions' transcripts (the manifest's `text`; IEMOCAP, MELD and the synthetic corpus have them),
 then clusters its hidden states:
 
-  log-mel (80 bins, 100 Hz, each utterance's mean removed) -> 2 strided convolutions (-> 25 Hz)
-  -> 2-layer bidirectional GRU -> characters with CTC (training only);
-  codes = k-means (the `kmeans` codebook) of the GRU's 25 Hz hidden states, or with
+  log-mel (80 bins, 100 Hz, each utterance's mean removed) -> 2 convolutions (-> 50 Hz, or 25 Hz
+  with `ctc_hz: 25`) -> 2-layer bidirectional GRU -> characters with CTC (training only);
+  codes = k-means (the `kmeans` codebook) of the GRU's hidden states (at 50 Hz each pair of frames
+  averaged, so codes are 25 Hz either way), or with
   `states: posteriors` of its log character posteriors (what was said, less of the voice).
 
 Training perturbs tempo (the feature sequence resampled by a random factor) so the recogniser does
@@ -20,6 +21,7 @@ learned tokenizer here); any Hugging Face recogniser can already be quantised wi
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ from convmem.tokenizers.base import (
 from convmem.tokenizers.kmeans import FittedKMeansMixin, KMeansCodebook
 
 ENCODER_FILE = "encoder.pt"
+# the recogniser's frame rate before `ctc_hz` existed: what a saved config without it means, and
+# left out of the fingerprint at that value so those tokenizers keep their cached codes
+LEGACY_CTC_HZ = 25
 ALPHABET = " abcdefghijklmnopqrstuvwxyz'"  # CTC targets; index 0 is the blank
 
 
@@ -59,6 +64,9 @@ class CTCKMeansConfig:
     lr: float = 2e-3
     batch_size: int = 8
     tempo_perturb: float = 0.15  # tempo factor drawn from 1 +- this, per batch
+    # the recogniser's CTC frame rate, 25 or 50: CTC needs a frame per character (two for a doubled
+    # letter), and fast speech (~230 wpm, ~21 characters/s) hardly fits 25 Hz
+    ctc_hz: int = 50
     seed: int = 0
     max_fit_frames: int = 100_000
     n_init: int = 1
@@ -67,6 +75,8 @@ class CTCKMeansConfig:
     states: str = "hidden"
 
     def __post_init__(self):
+        if self.ctc_hz not in (25, 50):
+            raise ValueError(f"ctc-kmeans: ctc_hz must be 25 or 50, got {self.ctc_hz!r}")
         if self.states not in ("hidden", "posteriors"):
             raise ValueError(f"ctc-kmeans: states must be 'hidden' or 'posteriors', got {self.states!r}")
         if (self.codebook_size < 2 or self.n_mels < 8 or self.hidden < 8 or self.epochs < 1 or self.batch_size < 1
@@ -75,7 +85,8 @@ class CTCKMeansConfig:
 
 
 def encoder(cfg: CTCKMeansConfig):
-    """The recogniser: float32[B, T, n_mels] at 100 Hz -> (hidden [B, ceil(T/4), 2 * rnn], logits)."""
+    """The recogniser: float32[B, T, n_mels] at 100 Hz -> (hidden [B, T', 2 * rnn], logits [B, T', 29]),
+    T' = ceil(T / 4) at `ctc_hz` 25, ceil(T / 2) at 50."""
     import torch
     from torch import nn
 
@@ -83,7 +94,7 @@ def encoder(cfg: CTCKMeansConfig):
         def __init__(self):
             super().__init__()
             self.conv = nn.Sequential(nn.Conv1d(cfg.n_mels, cfg.hidden, 5, 2, 2), nn.GELU(),
-                                      nn.Conv1d(cfg.hidden, cfg.hidden, 5, 2, 2), nn.GELU())
+                                      nn.Conv1d(cfg.hidden, cfg.hidden, 5, 100 // (2 * cfg.ctc_hz), 2), nn.GELU())
             self.rnn = nn.GRU(cfg.hidden, cfg.hidden * 2 // 3, 2, batch_first=True, bidirectional=True)
             self.out = nn.Linear(2 * (cfg.hidden * 2 // 3), len(ALPHABET) + 1)
 
@@ -117,7 +128,8 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         from convmem.tokenizers.kmeans import CODEBOOK_FILE
 
         directory = Path(directory)
-        config = config_from_dict(CTCKMeansConfig, read_manifest(directory, cls.kind)["config"], str(directory))
+        saved = read_manifest(directory, cls.kind)["config"]
+        config = config_from_dict(CTCKMeansConfig, {"ctc_hz": LEGACY_CTC_HZ, **saved}, str(directory))
         path = directory / ENCODER_FILE
         if not path.is_file():
             raise ConfigError(f"{path}: recogniser weights not found")
@@ -131,6 +143,12 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
     @property
     def is_fitted(self) -> bool:
         return self.codebook is not None and self.model is not None
+
+    def _fingerprint_config(self) -> dict:
+        config = self._config_dict()
+        if config["ctc_hz"] == LEGACY_CTC_HZ:
+            del config["ctc_hz"]
+        return config
 
     def _fingerprint_extra(self) -> tuple:
         return (config_hash({}, *(p.detach().numpy() for p in self.model.state_dict().values())),)
@@ -149,9 +167,13 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
 
         with torch.no_grad():
             hidden, logits = self.model(torch.from_numpy(mel)[None])
-        if self.config.states == "posteriors":
-            return torch.log_softmax(logits[0], dim=-1).numpy()
-        return hidden[0].numpy()
+        posteriors = self.config.states == "posteriors"
+        out = torch.log_softmax(logits[0], dim=-1) if posteriors else hidden[0]
+        if self.config.ctc_hz == 50:  # 4n mel frames -> 2n recogniser frames -> n codes
+            pairs = out.reshape(-1, 2, out.shape[-1])
+            # posteriors: the mean probability of the 40 ms, so each row stays a distribution
+            out = torch.logsumexp(pairs, 1) - math.log(2) if posteriors else pairs.mean(1)
+        return out.numpy()
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         """float32[samples] -> float32[n_frames(samples), D]: the recogniser's states (`states`)."""
@@ -203,7 +225,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
                 targets = [torch.tensor(pairs[i][1]) for i in batches[k]]
                 _, logits = model(nn.utils.rnn.pad_sequence(mels, batch_first=True))
                 loss = loss_fn(logits.log_softmax(-1).transpose(0, 1), torch.cat(targets),
-                               (lengths + 3) // 4, torch.tensor([len(t) for t in targets]))
+                               _ctc_frames(lengths, cfg.ctc_hz), torch.tensor([len(t) for t in targets]))
                 opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -234,6 +256,12 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         with atomic_open(directory / ENCODER_FILE, "wb") as fh:
             torch.save(self.model.state_dict(), fh)
         return super().save(directory)
+
+
+def _ctc_frames(mel_lengths, ctc_hz: int):
+    """Recogniser frames of 100 Hz feature sequences (the strided convolutions' ceil)."""
+    step = 100 // ctc_hz
+    return (mel_lengths + step - 1) // step
 
 
 def _stretch(mel: np.ndarray, tempo: float) -> np.ndarray:
