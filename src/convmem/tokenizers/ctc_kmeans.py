@@ -38,14 +38,10 @@ from convmem.tokenizers.base import (
     iter_waveforms,
     n_frames,
     prepare_waveform,
-    read_manifest,
 )
 from convmem.tokenizers.kmeans import FittedKMeansMixin, KMeansCodebook
 
 ENCODER_FILE = "encoder.pt"
-# the recogniser's frame rate before `ctc_hz` existed: what a saved config without it means, and
-# left out of the fingerprint at that value so those tokenizers keep their cached codes
-LEGACY_CTC_HZ = 25
 ALPHABET = " abcdefghijklmnopqrstuvwxyz'"  # CTC targets; index 0 is the blank
 
 
@@ -110,6 +106,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
     """`ctc-kmeans`: a CTC character recogniser trained on transcripts, its hidden states -> k-means."""
 
     kind = "ctc-kmeans"
+    later_options = {"ctc_hz": 25}  # the recogniser's rate before `ctc_hz` existed
     needs_text = True  # fit_on_dialogues passes the transcripts
 
     def __init__(self, config: CTCKMeansConfig | None = None, codebook: KMeansCodebook | None = None, model=None):
@@ -128,8 +125,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
         from convmem.tokenizers.kmeans import CODEBOOK_FILE
 
         directory = Path(directory)
-        saved = read_manifest(directory, cls.kind)["config"]
-        config = config_from_dict(CTCKMeansConfig, {"ctc_hz": LEGACY_CTC_HZ, **saved}, str(directory))
+        config = cls._saved_config(CTCKMeansConfig, directory)
         path = directory / ENCODER_FILE
         if not path.is_file():
             raise ConfigError(f"{path}: recogniser weights not found")
@@ -143,12 +139,6 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
     @property
     def is_fitted(self) -> bool:
         return self.codebook is not None and self.model is not None
-
-    def _fingerprint_config(self) -> dict:
-        config = self._config_dict()
-        if config["ctc_hz"] == LEGACY_CTC_HZ:
-            del config["ctc_hz"]
-        return config
 
     def _fingerprint_extra(self) -> tuple:
         return (config_hash({}, *(p.detach().numpy() for p in self.model.state_dict().values())),)

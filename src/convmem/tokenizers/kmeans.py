@@ -47,8 +47,6 @@ from convmem.tokenizers.base import (
 )
 
 CODEBOOK_FILE = "codebook.npz"
-# `kmeans` options added after the first release, with their defaults (left out of fingerprints)
-LATER_OPTIONS = {"utterance_cmn": False, "prosody_weight": 0.0}
 
 
 class FrameSampler:
@@ -197,6 +195,16 @@ class FittedKMeansMixin:
     kind: str
     frame_rate = FRAME_RATE
     codebook: KMeansCodebook | None
+    # options added after the kind's first release -> what a config saved without them means; left
+    # out of the fingerprint at that value, so tokenizers saved before they existed keep their
+    # fingerprint (and their cached codes)
+    later_options: dict = {}
+
+    @classmethod
+    def _saved_config(cls, config_type, directory: Path):
+        """The config in `directory`'s tokenizer.json, with `later_options` filled in where absent."""
+        saved = read_manifest(directory, cls.kind)["config"]
+        return config_from_dict(config_type, {**cls.later_options, **saved}, str(directory))
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         """float32[samples] at 16 kHz -> float32[n_frames(samples), dim]."""
@@ -226,7 +234,8 @@ class FittedKMeansMixin:
                            *book.digest_parts())
 
     def _fingerprint_config(self) -> dict:
-        return self._config_dict()
+        later = self.later_options
+        return {k: v for k, v in self._config_dict().items() if k not in later or v != later[k]}
 
     def _fingerprint_extra(self) -> tuple:
         """Digests of anything besides config and codebook that decides the codes."""
@@ -262,6 +271,7 @@ class LogMelKMeansTokenizer(FittedKMeansMixin):
     """`kmeans`: 80-bin absolute log-mel at 25 Hz -> k-means codebook (default 512 codes)."""
 
     kind = "kmeans"
+    later_options = {"utterance_cmn": False, "prosody_weight": 0.0}
 
     def __init__(self, config: KMeansConfig | None = None, codebook: KMeansCodebook | None = None):
         self.config = config or KMeansConfig()
@@ -274,14 +284,8 @@ class LogMelKMeansTokenizer(FittedKMeansMixin):
     @classmethod
     def load(cls, directory: str | Path) -> LogMelKMeansTokenizer:
         directory = Path(directory)
-        config = config_from_dict(KMeansConfig, read_manifest(directory, cls.kind)["config"], str(directory))
+        config = cls._saved_config(KMeansConfig, directory)
         return cls(config, KMeansCodebook.load(directory / CODEBOOK_FILE, config.codebook_size))
-
-    def _fingerprint_config(self) -> dict:
-        # options added after the first release stay out at their default, so tokenizers saved
-        # before they existed keep their fingerprint (and their cached codes)
-        config = self._config_dict()
-        return {k: v for k, v in config.items() if k not in LATER_OPTIONS or v != LATER_OPTIONS[k]}
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         from convmem.tokenizers.logmel import log_mel_25hz

@@ -32,7 +32,6 @@ from convmem.tokenizers.base import (
     iter_waveforms,
     n_frames,
     prepare_waveform,
-    read_manifest,
 )
 from convmem.tokenizers.frame_prosody import code_log_f0
 from convmem.tokenizers.kmeans import CODEBOOK_FILE, FittedKMeansMixin, FrameSampler, KMeansCodebook
@@ -135,7 +134,7 @@ class PitchKMeansTokenizer(FittedKMeansMixin):
     @classmethod
     def load(cls, directory: str | Path) -> PitchKMeansTokenizer:
         directory = Path(directory)
-        config = config_from_dict(PitchKMeansConfig, read_manifest(directory, cls.kind)["config"], str(directory))
+        config = cls._saved_config(PitchKMeansConfig, directory)
         book = KMeansCodebook.load(directory / CODEBOOK_FILE, config.spectral_size)
         try:
             edges = np.load(directory / PITCH_FILE, allow_pickle=False)
