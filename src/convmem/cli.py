@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except ConvmemError as exc:
-        print(f"convmem {args.command}: error: {exc}", file=sys.stderr)
+        notes = "".join(f"\n{n}" for n in getattr(exc, "__notes__", ()))
+        print(f"convmem {args.command}: error: {exc}{notes}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"convmem {args.command}: interrupted", file=sys.stderr)

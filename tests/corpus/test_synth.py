@@ -108,8 +108,9 @@ def test_refuses_non_empty_output_unless_forced(tiny, capsys):
 
 def test_failed_render_leaves_no_half_written_corpus(tmp_path):
     bad = replace(MICRO, habit=HabitSpread(language="xx-nope"))
-    with pytest.raises(EspeakError, match="no voice"):
+    with pytest.raises(EspeakError, match="no voice") as err:
         synth.synthesize_corpus(tmp_path / "out", bad, seed=0, progress=False)
+    assert err.value.__notes__[0].startswith("(synth: rendering dialogue ")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -129,3 +130,14 @@ def test_meld_emotion_sequences_keep_other_labels_as_unscored_context():
     d = synth._to_dialogue(plans[0], [(i * 10, i * 10 + 5) for i in range(len(plans[0].turns))], None)
     assert all((u.emotion is None) == (t.emotion not in ("neu", "hap", "sad", "ang"))
                for u, t in zip(d.utterances, plans[0].turns))
+
+
+def test_cli_error_names_the_failed_job(tmp_path, monkeypatch, capsys):
+    def fail(*_, **__):
+        err = EspeakError("no voice for language 'xx-nope'")
+        err.add_note("(synth: rendering dialogue S01_D00)")
+        raise err
+    monkeypatch.setattr(synth, "synthesize_corpus", fail)
+    assert main(["synth", str(tmp_path / "out"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "convmem synth: error: no voice for language 'xx-nope'", "(synth: rendering dialogue S01_D00)"]

@@ -76,14 +76,19 @@ def measure(dialogues: list[Dialogue], workers: int = 2, progress: bool = True) 
 
     from tqdm import tqdm
 
+    from convmem.fresh_processes import imap_fresh
+
     jobs = []
     for d in dialogues:
         if d.audio is None:
             raise ManifestError(f"dialogue {d.dialogue_id}: the context check needs dialogue audio")
         jobs.append((str(d.audio), [(u.start, u.end) for u in d.utterances]))
-    with mp.get_context("forkserver").Pool(max(1, min(workers, len(jobs)))) as pool:
-        parts = list(tqdm(pool.imap(_measure_dialogue, jobs), total=len(jobs), disable=not progress,
-                          desc="prosody", unit="dialogue"))
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["convmem.corpus.context_check", "convmem.audio.io", "convmem.audio.prosody",
+                                "soundfile", "parselmouth"])
+    parts = list(tqdm(imap_fresh(_measure_dialogue, jobs, workers=workers, context=ctx,
+                                 describe=lambda i, job: f"prosody of {dialogues[i].dialogue_id} ({job[0]})"),
+                      total=len(jobs), disable=not progress, desc="prosody", unit="dialogue"))
     X = np.concatenate(parts)
     # A turn with nothing voiced has no F0: use the corpus mean (label-free, so no leak).
     X = np.where(np.isfinite(X), X, np.nanmean(X, axis=0))

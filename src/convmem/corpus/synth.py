@@ -281,6 +281,7 @@ def synthesize_corpus(
 
     from convmem.corpus.manifest import write_manifest
     from convmem.fileio import atomic_write_json
+    from convmem.fresh_processes import imap_fresh
 
     preset = get_preset(preset) if isinstance(preset, str) else preset
     out = Path(out)
@@ -293,11 +294,13 @@ def synthesize_corpus(
         (tmp / "audio").mkdir()
         jobs = [("dialogue", p, str(tmp / "audio" / f"{p.dialogue_id}.wav")) for p in plans]
         jobs += [("reference", h, preset) for h in habits.values()]
+        names = [f"dialogue {p.dialogue_id}" for p in plans] + [f"reference voice of {s}" for s in habits]
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(_WORKER_PRELOAD)
-        with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool:
-            results = list(tqdm(pool.imap(_task, jobs), total=len(jobs), disable=not progress,
-                                desc=f"synth {preset.name}", unit="job"))
+        # One new process per job: eSpeak NG keeps hidden state between calls (fresh_processes).
+        results = list(tqdm(imap_fresh(_task, jobs, workers=workers, context=ctx,
+                                       describe=lambda i, _: f"synth: rendering {names[i]}"),
+                            total=len(jobs), disable=not progress, desc=f"synth {preset.name}", unit="job"))
         spans, refs = results[: len(plans)], results[len(plans):]
         dialogues = [_to_dialogue(p, s, tmp / "audio" / f"{p.dialogue_id}.wav") for p, s in zip(plans, spans)]
         write_manifest(tmp / MANIFEST_FILE, dialogues)
