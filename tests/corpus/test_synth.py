@@ -10,6 +10,7 @@ import pytest
 from convmem.cli import main
 from convmem.corpus import synth
 from convmem.corpus.manifest import read_manifest
+from convmem.commands.synth import PRESET_NAMES
 from convmem.corpus.synth_presets import PRESETS, HabitSpread, SynthPreset, get_preset
 from convmem.corpus.espeak import EspeakError
 from convmem.errors import ConfigError
@@ -115,9 +116,9 @@ def test_failed_render_leaves_no_half_written_corpus(tmp_path):
 
 
 def test_unknown_preset_is_a_config_error():
-    with pytest.raises(ConfigError, match="known: tiny, default, long"):
+    with pytest.raises(ConfigError, match="known: tiny, default, wide, long"):
         get_preset("huge")
-    assert set(PRESETS) == {"tiny", "default", "long"}
+    assert set(PRESETS) == {"tiny", "default", "wide", "long"} == set(PRESET_NAMES)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "meld").is_dir(), reason="shared MELD annotations not present")
@@ -141,3 +142,13 @@ def test_cli_error_names_the_failed_job(tmp_path, monkeypatch, capsys):
     assert main(["synth", str(tmp_path / "out"), "--quiet"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "convmem synth: error: no voice for language 'xx-nope'", "(synth: rendering dialogue S01_D00)"]
+
+
+def test_wide_preset_has_thirty_speakers_none_in_two_sessions():
+    habits, plans = synth.plan_corpus(get_preset("wide"), seed=0)
+    sessions = {}
+    for p in plans:
+        for t in p.turns:
+            sessions.setdefault(t.speaker, set()).add(p.session)
+    assert len(plans) == 30 and len({p.session for p in plans}) == 15
+    assert len(habits) == 30 and all(len(s) == 1 for s in sessions.values())

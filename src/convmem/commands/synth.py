@@ -1,10 +1,10 @@
-"""`convmem synth OUT [--preset tiny|default|long] [--seed N] [--report]`: the synthetic corpus."""
+"""`convmem synth OUT [--preset tiny|default|wide|long] [--seed N] [--report]`: the synthetic corpus."""
 
 from __future__ import annotations
 
 import argparse
 
-PRESET_NAMES = ("tiny", "default", "long")  # kept here so `convmem --help` needs no numpy
+PRESET_NAMES = ("tiny", "default", "wide", "long")  # kept here so `convmem --help` needs no numpy
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -17,7 +17,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder (must be empty or absent unless --force)")
     p.add_argument("--preset", choices=PRESET_NAMES, default="default",
                    help="tiny: seconds, for tests; default: 5 sessions of 2-6 min dialogues; "
-                        "long: 30-60 min dialogues for scale tests (default: %(default)s)")
+                        "wide: 15 sessions of 2 (30 speakers); long: 30-60 min dialogues for scale tests "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default: 0)")
     p.add_argument("--meld", metavar="DIR", default=None,
                    help="take emotion sequences from real MELD dialogues (*_sent_emo.csv in DIR) "
