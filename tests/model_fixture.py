@@ -35,11 +35,12 @@ def _fit_audio(seconds: float = 4.0, seed: int = 0) -> list[np.ndarray]:
     return waves
 
 
-def tiny_bundle(tmp_dir: str | Path, name: str = "tiny_model") -> Path:
+def tiny_bundle(tmp_dir: str | Path, name: str = "tiny_model", prosody_marks: bool = False) -> Path:
     """Write an untrained tiny model directory under `tmp_dir` and return its path.
 
     kmeans tokenizer (32 codes, 40 mel bins) + a 2-layer, 32-wide Llama SLM (n_limit 256),
-    labels neu/hap/sad/ang. Seeded: two calls give identical weights.
+    labels neu/hap/sad/ang; `prosody_marks`: the SLM reads speaker-relative prosody marks.
+    Seeded: two calls give identical weights.
     """
     from convmem.bundle import save_parts
     from convmem.slm.model import SLMConfig, build_model, make_vocab
@@ -48,7 +49,7 @@ def tiny_bundle(tmp_dir: str | Path, name: str = "tiny_model") -> Path:
     tok = LogMelKMeansTokenizer(KMeansConfig(codebook_size=CODEBOOK, n_mels=40, seed=0, max_fit_frames=2000))
     tok.fit(_fit_audio())
     cfg = SLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, n_limit=N_LIMIT,
-                    max_position_embeddings=1024, init_seed=0)
+                    max_position_embeddings=1024, init_seed=0, prosody_marks=prosody_marks)
     vocab = make_vocab(cfg, CODEBOOK, LABELS)
     slm = build_model(cfg, vocab)
     return save_parts(Path(tmp_dir) / name, labels=LABELS, n_limit=N_LIMIT,

@@ -21,3 +21,9 @@ def test_card_names_the_corpus_seed_and_every_perturbation_used():
     assert "tempo ×e^±0.3 at the same pitch" in card and "pauses ×e^±0.7" in card
     plain = render_card(load_config(RunConfig, DEMO, ["augment.copies=1"]), {"fold": "f"}, _train())
     assert "Plus 1 speaker-perturbed copy" in plain and "at the same pitch" not in plain and "pauses" not in plain
+
+
+def test_card_says_when_the_model_reads_prosody_marks():
+    marked = render_card(load_config(RunConfig, DEMO, []), {"fold": "f"}, _train())
+    plain = render_card(load_config(RunConfig, DEMO, ["slm.prosody_marks=false"]), {"fold": "f"}, _train())
+    assert "speaker-relative prosody marks" in marked and "prosody marks" not in plain

@@ -170,6 +170,30 @@ def test_segments_equal_pushed_utterances(model_dir, recording):
     assert _rows(pred.predict(wave, 16000, segments=segs, progress=False, key="s")) == _rows(t)
 
 
+def test_prosody_marks_compare_each_turn_with_its_own_speaker(tmp_path, recording):
+    """A model reading prosody marks: the second turn (B's first) is 'unknown' when B is new and
+    compared with A's turn when the same turns are all labelled A, so its probabilities differ
+    even under `none`; the first turn cannot differ, and live pushes equal the offline pass."""
+    path, wave, spans = recording
+    pred = Predictor.load(tiny_bundle(tmp_path, "marked", prosody_marks=True), memory="none")
+    assert pred.bundle.vocab.prosody_marks
+
+    def run(speakers):
+        segs = [TimeSegment(s + 0.9, e - 0.3, spk) for (s, e), spk in zip(spans, speakers)]
+        return _rows(pred.predict(path, segments=segs, progress=False, key=speakers)), segs
+
+    two, segs = run("ABABA")
+    one, _ = run("AAAAA")
+    assert two[0][4] == one[0][4] and two[1][4] != one[1][4]
+    session = pred.open_session("live")
+    pushed = [session.push_utterance(wave[round(s.start * 16000): round(s.end * 16000)], 16000,
+                                     s.start, s.end, s.speaker) for s in segs]
+    assert _rows(Timeline(pushed, pred.labels, 0, "none", "")) == two
+    session.close()
+    ids = pred.bundle.utterance_ids(wave[:32000])
+    assert ids.numel() == 50 + 4 and (ids[-4:] >= pred.bundle.vocab.mark_offset).all()
+
+
 def test_memory_changes_predictions(model_dir, recording):
     """The memory is really in the loop: 'none' and 'dpm' differ on the later utterances."""
     path, _, _ = recording

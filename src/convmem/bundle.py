@@ -90,6 +90,19 @@ class Bundle:
             return MALMemory(self.slm, self.mal_adapter, self.mal_config)
         raise ConfigError(f"unknown method {method!r} (this model offers: {', '.join(self.methods)})")
 
+    def utterance_ids(self, wave16k, reference=None, speaker=None) -> torch.Tensor:
+        """What this model reads before one utterance's `<audio_end>`: the codes of float32[samples]
+        at 16 kHz (int64[n] ids), then, when the SLM reads prosody marks, the turn's marks against
+        `reference` (a `SpeakerProsodyReference` of the conversation, updated here; a fresh one
+        when None) for `speaker` (None = one shared speaker). Returns int64[n (+ 4)]."""
+        codes = self.tokenizer.encode(wave16k, 16000)
+        if not self.vocab.prosody_marks:
+            return self.vocab.utterance_ids(codes)
+        from convmem.audio.relative_prosody import SpeakerProsodyReference, turn_prosody
+
+        reference = reference if reference is not None else SpeakerProsodyReference()
+        return self.vocab.utterance_ids(codes, reference.mark(speaker, turn_prosody(wave16k)))
+
     def engine(self, method: str, emotion_tokens: str = "predicted", **kw):
         from convmem.engine.conversation import ConversationEngine
 

@@ -19,6 +19,9 @@ def render_card(cfg, fold_info: dict, train: list[Dialogue], scores: dict | None
         "## What it is",
         f"- Emotion SLM backbone `{cfg.slm.backbone}`, context window n_limit = {cfg.slm.n_limit} tokens "
         f"({cfg.slm.n_limit / 25:.0f} s of audio at 25 Hz); speech tokenizer `{cfg.tokenizer.kind}`.",
+        *(["- Each utterance ends with speaker-relative prosody marks (pitch, range, level, tempo against the "
+           "same speaker's earlier turns of the conversation): give speakers (segments, live `speaker`) "
+           "where known; without them a conversation is one speaker."] if cfg.slm.prosody_marks else []),
         f"- Labels: {', '.join(cfg.corpus.labels)}. Test-time memories: none, window, DPM (temporary LoRA"
         f" r={cfg.dpm.rank}, lr={cfg.dpm.lr}), and, where present, the classifier baseline and MAL.",
         "",

@@ -227,12 +227,12 @@ class Predictor:
         # a fresh VAD model (~0.1 s to load): every stream needs its own recurrent state
         return StreamingSegmenter(self.vad)
 
-    def _classify(self, conv, wave16k: np.ndarray) -> np.ndarray:
-        """Tokenize one utterance and push it; returns probabilities float32[E]."""
+    def _classify(self, conv, wave16k: np.ndarray, reference=None, speaker: str | None = None) -> np.ndarray:
+        """Tokenize one utterance (with its prosody marks against the conversation's `reference`
+        for `speaker` when the model reads them) and push it; returns probabilities float32[E]."""
         import torch
 
-        codes = self.bundle.tokenizer.encode(wave16k, SAMPLE_RATE)
-        ids = self.bundle.vocab.audio_ids(codes)
+        ids = self.bundle.utterance_ids(wave16k, reference, speaker)
         with self.model_lock, torch.no_grad() if self._no_grad else contextlib.nullcontext():
             logits, _ = conv.push(ids)
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
@@ -258,6 +258,10 @@ class LiveSession:
         self._resampler: StreamResampler | None = None
         self._rate: int | None = None
         self._clock = 0.0  # end of the last pre-segmented utterance
+        from convmem.audio.relative_prosody import SpeakerProsodyReference
+
+        # each speaker's running prosody, for models that read speaker-relative marks
+        self._prosody = SpeakerProsodyReference()
         self.closed = False
 
     @property
@@ -295,7 +299,7 @@ class LiveSession:
         start = self._clock if start is None else float(start)
         end = start + wave.size / SAMPLE_RATE if end is None else float(end)
         self._clock = end
-        probs = self.predictor._classify(self._conv, wave)
+        probs = self.predictor._classify(self._conv, wave, self._prosody, speaker)
         return self.predictor._result(probs, start, end, speaker)
 
     def flush(self) -> list[UtteranceEmotion]:
@@ -313,13 +317,13 @@ class LiveSession:
         if not self.closed:
             with self.predictor.model_lock:
                 self._conv.close()
-        self._seg = self._resampler = None
+        self._seg = self._resampler = self._prosody = None
         self.closed = True
 
     def _classify_all(self, segments) -> list[UtteranceEmotion]:
         out = []
         for s in segments:
-            probs = self.predictor._classify(self._conv, s.wave)
+            probs = self.predictor._classify(self._conv, s.wave, self._prosody)
             out.append(self.predictor._result(probs, s.start, s.end, None))
         return out
 

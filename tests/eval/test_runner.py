@@ -162,3 +162,22 @@ def test_train_command_makes_a_model_that_predict_loads(tmp_path, overrides):
     assert bundle.mal_adapter is not None and bundle.classifier is None
     card = (model / "MODEL_CARD.md").read_text()
     assert "S01" in card and "Privacy" in card
+
+
+def test_prosody_marks_run_end_to_end(tmp_path, overrides, corpus):
+    """slm.prosody_marks through every path that turns audio into model input: training with a
+    perturbed copy, none/DPM/MAL evaluation, VAD segments; majority counts the same tokens."""
+    from convmem.bundle import load_bundle
+
+    out = tmp_path / "marks"
+    res = _cli("run", "--out", str(out), "-", *overrides, "slm.prosody_marks=true", "augment.copies=1",
+               "train.epochs=1", "folds.test_sessions=[S01]", "eval.methods=[majority,none,dpm,mal]",
+               "eval.vad_methods=[none]", "eval.dpm_variants={}", input="")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    bundle = load_bundle(out / "folds" / "loso_S01" / "model")
+    assert bundle.vocab.prosody_marks and bundle.slm.get_input_embeddings().weight.shape[0] == bundle.vocab.size
+    table = read_predictions_csv(out / "predictions.csv")
+    assert set(table.method) == {"majority", "none", "dpm", "mal", "none@vad"}
+    none = table.select(table.method == "none")
+    majority = table.select(table.method == "majority")
+    assert list(majority.history_tokens) == list(none.history_tokens) and len(none) > 0

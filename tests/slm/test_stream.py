@@ -50,3 +50,17 @@ def test_stream_without_emotion_tokens_keeps_labels_for_le():
     assert not set(bare.ids.tolist()) & set(vocab.emotion_ids)
     assert bare.labels.tolist() == gold.labels.tolist() == [3, -1, 2]
     assert bare.audio_end_pos.tolist() == [3, 5, 8]
+
+
+def test_prosody_marks_sit_between_the_audio_and_audio_end():
+    vm = EmotionVocab.tiny(codebook_size=10, labels=("neu", "hap", "sad", "ang"), prosody_marks=True)
+    marks = [np.array([2, 2, 2, 2]), np.array([5, 5, 5, 5])]
+    d = CodedDialogue("dlg3", [(np.array([0, 9]), "hap"), (np.array([4]), None)], marks)
+    s = dialogue_stream(d, vm)
+    assert s.ids.tolist() == [1, 10, 18, 24, 30, 36, 11, 13, 5, 21, 27, 33, 39, 11]
+    assert s.audio_end_pos.tolist() == [6, 13] and s.utt_start.tolist() == [0, 8]
+    assert len(s) == d.n_tokens
+    with pytest.raises(ValueError, match=r"dialogue 'dlg3', utterance 0: .*none were given"):
+        dialogue_stream(CodedDialogue("dlg3", d.utterances), vm)
+    with pytest.raises(ValueError, match="2 utterances of codes but 1 of prosody marks"):
+        build_stream(d.codes, vm, d.emotions, marks=marks[:1])

@@ -70,3 +70,32 @@ def test_expand_tokenizer_adds_contiguous_special_tokens():
     assert ids == [3, v.audio_offset, v.audio_offset + 5, v.audio_end_id, v.emotion_id("ang")]
     with pytest.raises(ValueError, match="expanded before"):
         expand_tokenizer(tok, codebook_size=6, labels=LABELS)
+
+
+def test_prosody_marks_follow_the_emotions_and_end_each_utterance():
+    v = EmotionVocab.tiny(codebook_size=10, labels=LABELS, prosody_marks=True)
+    plain = EmotionVocab.tiny(codebook_size=10, labels=LABELS)
+    assert v.emotion_ids == plain.emotion_ids and v.audio_end_id == plain.audio_end_id  # ids kept
+    assert v.mark_offset == plain.size == 16 and v.size == 16 + 4 * 6
+    assert v.new_token_ids == tuple(range(1, v.size))
+    assert v.token_strings()[15:17] == ["<pm_pitch_-2>", "<pm_pitch_-1>"] and len(v.token_strings()) == v.size - 1
+    # marks (bins 0..5 per feature, 5 = unknown) go after the audio ids, one block of 6 per feature
+    assert v.utterance_ids(np.array([0, 9]), np.array([2, 5, 0, 4])).tolist() == [1, 10, 18, 27, 28, 38]
+    assert plain.utterance_ids(np.array([3])).tolist() == [4]
+    with pytest.raises(ValueError, match="none were given"):
+        v.utterance_ids(np.array([1]))
+    with pytest.raises(ValueError, match="no mark tokens"):
+        plain.utterance_ids(np.array([1]), np.array([2, 2, 2, 2]))
+    for bad in (np.array([2, 2, 2]), np.array([2, 2, 2, 6]), np.array([0.5, 2, 2, 2])):
+        with pytest.raises(ValueError, match="4 integer bins"):
+            v.utterance_ids(np.array([1]), bad)
+    assert EmotionVocab.from_json(v.to_json()) == v
+    old = {k: x for k, x in plain.to_json().items() if k != "prosody_marks"}  # saved before marks existed
+    assert EmotionVocab.from_json(old) == plain
+
+
+def test_expand_tokenizer_with_prosody_marks():
+    tok = _word_level_tokenizer()
+    v = expand_tokenizer(tok, codebook_size=6, labels=LABELS, prosody_marks=True)
+    assert len(tok) == v.size == 5 + 6 + 1 + 4 + 24
+    assert tok.convert_tokens_to_ids(["<pm_level_2>"]) == [v.mark_offset + 2 * 6 + 4]

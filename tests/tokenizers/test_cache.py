@@ -151,10 +151,11 @@ def test_perturbed_copies_are_new_voices_of_the_same_turns_and_are_cached(tmp_pa
     assert encode_perturbed_copies(kmeans, dialogues, SpeakerAugmentConfig(copies=0), progress=False) == []
     tok, cache = Counting(kmeans), CodeCache(tmp_path / "cache")
     copies = encode_perturbed_copies(tok, dialogues, cfg, cache, progress=False)
-    assert [cid for cid, _, _ in copies] == ["d0#aug1", "d0#aug2", "d1#aug1", "d1#aug2"]
-    assert [src.dialogue_id for _, src, _ in copies] == ["d0", "d0", "d1", "d1"]
+    assert [cid for cid, _, _, _ in copies] == ["d0#aug1", "d0#aug2", "d1#aug1", "d1#aug2"]
+    assert [src.dialogue_id for _, src, _, _ in copies] == ["d0", "d0", "d1", "d1"]
+    assert all(marks is None for *_, marks in copies)
     original = encode_dialogues(kmeans, dialogues, progress=False)
-    for cid, _, codes in copies:
+    for cid, _, codes, _ in copies:
         assert list(codes) == [u.id for u in dialogues[int(cid[1])].utterances]
         for uid, c in codes.items():
             # the duration changes by the speaker's speed factor, so the codes are new audio
@@ -164,3 +165,24 @@ def test_perturbed_copies_are_new_voices_of_the_same_turns_and_are_cached(tmp_pa
     again = encode_perturbed_copies(tok, dialogues, cfg, cache, progress=False)
     assert tok.calls == 12 and cache.hits == 12
     assert all(np.array_equal(a[2][u], b[2][u]) for a, b in zip(copies, again) for u in a[2])
+
+
+def test_prosody_marks_compare_turns_within_their_dialogue_and_speaker(tmp_path, kmeans):
+    from convmem.audio.augment import SpeakerAugmentConfig
+    from convmem.audio.relative_prosody import UNKNOWN, conversation_marks, turn_prosody
+    from convmem.tokenizers.cache import encode_perturbed_copies, measure_marks, utterance_waveform
+
+    dialogues = make_dialogues(tmp_path)
+    marks = measure_marks(dialogues, progress=False)
+    assert list(marks) == [u.id for d in dialogues for u in d.utterances]
+    for d in dialogues:  # each dialogue starts afresh: A's and B's first turns have no reference
+        first_a, first_b, second_a = (marks[u.id] for u in d.utterances)
+        assert (first_a == UNKNOWN).all() and (first_b == UNKNOWN).all()
+        assert second_a[2] != UNKNOWN  # A's level against A's first turn
+        want = conversation_marks([u.speaker for u in d.utterances],
+                                  [turn_prosody(utterance_waveform(u, d)) for u in d.utterances])
+        assert all(np.array_equal(marks[u.id], w) for u, w in zip(d.utterances, want))
+    cfg = SpeakerAugmentConfig(copies=1, speed=0.2, gain_db=6.0)
+    for _, source, codes, copy_marks in encode_perturbed_copies(kmeans, dialogues, cfg, progress=False, marks=True):
+        assert list(copy_marks) == list(codes) == [u.id for u in source.utterances]
+        assert (copy_marks[source.utterances[0].id] == UNKNOWN).all()

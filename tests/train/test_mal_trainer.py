@@ -105,6 +105,16 @@ def test_bad_dialogues_are_named(utt: UtteranceTokens, match: str) -> None:
         check_dialogues([good, [utt]], cfg)
 
 
+def test_prosody_mark_ids_pass_only_when_the_model_has_them() -> None:
+    cfg = MALConfig(emotion_ids=EMOTIONS, audio_id_range=AUDIO)
+    marked = [[UtteranceTokens(torch.tensor([5, 6, 70, 75]), 1)]]
+    check_dialogues(marked, cfg, mark_id_range=(70, 94))
+    with pytest.raises(ValueError, match="outside audio_id_range"):
+        check_dialogues(marked, cfg)
+    with pytest.raises(ValueError, match="or the mark ids 70..71"):
+        check_dialogues(marked, cfg, mark_id_range=(70, 72))
+
+
 def test_train_config_is_validated() -> None:
     from convmem.errors import ConfigError
 

@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from convmem.audio.relative_prosody import MARKS_PER_TURN
 from convmem.config import to_dict
 from convmem.corpus.types import Dialogue
 from convmem.errors import ConfigError, ConvmemError
@@ -32,6 +33,7 @@ from convmem.eval.majority import METHOD as MAJORITY
 from convmem.eval.majority import majority_rows
 from convmem.fileio import atomic_write_json, atomic_write_text
 from convmem.run_config import BASE_METHODS, RunConfig
+
 
 CONFIG_FILE = "config.json"
 VAD_SUFFIX = "@vad"
@@ -107,10 +109,11 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None,
 
                 bundle = load_bundle(fdir / "model")
                 codes = _encode(bundle.tokenizer, test, out / "cache")
+                marks = _marks(bundle.vocab.prosody_marks, test)
             if method == MAJORITY:
-                rows, cost = _majority(cfg, train, test[rank::world], codes, fold.name, bundle.n_limit)
+                rows, cost = _majority(cfg, train, test[rank::world], codes, fold.name, bundle.n_limit, marks)
             else:
-                rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold.name, rank, world)
+                rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold.name, rank, world, marks)
             _write_shard(pred_file, rows, cost, rank, world)
         stage(fold.name, "done")
     stage("all", "report")
@@ -209,10 +212,21 @@ def _encode(tokenizer, dialogues: list[Dialogue], cache_root: Path) -> dict[str,
     return encode_dialogues(tokenizer, dialogues, CodeCache(cache_root))
 
 
-def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray]):
+def _marks(wanted: bool, dialogues: list[Dialogue]) -> dict[str, np.ndarray] | None:
+    """Prosody marks of every utterance when the model reads them, else None."""
+    if not wanted:
+        return None
+    from convmem.tokenizers.cache import measure_marks
+
+    return measure_marks(dialogues)
+
+
+def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray],
+                    marks: dict[str, np.ndarray] | None = None):
     from convmem.slm.stream import CodedDialogue
 
-    return [CodedDialogue(d.dialogue_id, [(codes[u.id], u.emotion) for u in d.utterances]) for d in dialogues]
+    return [CodedDialogue(d.dialogue_id, [(codes[u.id], u.emotion) for u in d.utterances],
+                          None if marks is None else [marks[u.id] for u in d.utterances]) for d in dialogues]
 
 
 def perturbed_coded_dialogues(cfg: RunConfig, tokenizer, train: list[Dialogue], cache_root: Path):
@@ -220,8 +234,10 @@ def perturbed_coded_dialogues(cfg: RunConfig, tokenizer, train: list[Dialogue], 
     from convmem.slm.stream import CodedDialogue
     from convmem.tokenizers.cache import CodeCache, encode_perturbed_copies
 
-    return [CodedDialogue(copy_id, [(codes[u.id], u.emotion) for u in source.utterances])
-            for copy_id, source, codes in encode_perturbed_copies(tokenizer, train, cfg.augment, CodeCache(cache_root))]
+    copies = encode_perturbed_copies(tokenizer, train, cfg.augment, CodeCache(cache_root), marks=cfg.slm.prosody_marks)
+    return [CodedDialogue(copy_id, [(codes[u.id], u.emotion) for u in source.utterances],
+                          None if marks is None else [marks[u.id] for u in source.utterances])
+            for copy_id, source, codes, marks in copies]
 
 
 # ---------------------------------------------------------------- training a fold's models
@@ -254,7 +270,8 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         # made only when a part is trained: a rerun with every part saved (`convmem eval` on a
         # finished study) does not re-read, re-hash or re-perturb the training audio
         codes = _encode(tokenizer, train, cache_root)
-        return coded_dialogues(train, codes) + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root)
+        marks = _marks(cfg.slm.prosody_marks, train)
+        return coded_dialogues(train, codes, marks) + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root)
 
     if (model_dir / "slm").is_dir():
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
@@ -286,9 +303,11 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
 
         mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
         adapter = MALMemory.build(slm, mal_cfg).adapter
-        dialogues = [[UtteranceTokens(vocab.audio_ids(c), None if e is None else labels.index(e))
-                      for c, e in cd.utterances] for cd in coded()]
-        train_mal(slm, adapter, dialogues, cfg.mal_train, mal_cfg, vocab.audio_end_id)
+        dialogues = [[UtteranceTokens(vocab.utterance_ids(c, None if cd.marks is None else cd.marks[i]),
+                                      None if e is None else labels.index(e))
+                      for i, (c, e) in enumerate(cd.utterances)] for cd in coded()]
+        marks = (vocab.mark_offset, vocab.size) if vocab.prosody_marks else None
+        train_mal(slm, adapter, dialogues, cfg.mal_train, mal_cfg, vocab.audio_end_id, mark_id_range=marks)
         save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
 
     if not (model_dir / "MODEL_CARD.md").exists():
@@ -302,8 +321,10 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
 # ---------------------------------------------------------------- evaluation
 
 def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], codes: dict[str, np.ndarray],
-                    fold: str, rank: int = 0, world: int = 1) -> tuple[list[dict], dict]:
+                    fold: str, rank: int = 0, world: int = 1, marks: dict[str, np.ndarray] | None = None
+                    ) -> tuple[list[dict], dict]:
     """Stream this process's share of `test` through `method`; returns prediction rows and cost.
+    `marks`: each utterance's prosody marks, when the model reads them (`_marks`).
 
     Gold labels are read only after the engine has returned, to score.
     """
@@ -317,7 +338,8 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
                            **({"dpm_overrides": overrides} if overrides is not None else {}),
                            **({"window_full_limit": cfg.eval.window_full_limit} if base == "window_full" else {}))
     mine = test[rank::world]
-    convs = [[bundle.vocab.audio_ids(codes[u.id]) for u in d.utterances] for d in mine]
+    convs = [[bundle.vocab.utterance_ids(codes[u.id], None if marks is None else marks[u.id])
+              for u in d.utterances] for d in mine]
     t0 = time.perf_counter()
     if base != method:
         results = [_vad_result(bundle, base, engine, d, conv, cfg.eval.emotion_tokens) for d, conv in zip(mine, convs)]
@@ -363,9 +385,10 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
 
 
 def _majority(cfg: RunConfig, train: list[Dialogue], mine: list[Dialogue], codes: dict[str, np.ndarray],
-              fold: str, n_limit: int) -> tuple[list[dict], dict]:
+              fold: str, n_limit: int, marks: dict[str, np.ndarray] | None = None) -> tuple[list[dict], dict]:
     extra = 1 + (cfg.eval.emotion_tokens == "predicted")  # <audio_end> [+ the predicted emotion token]
-    rows = majority_rows(train, mine, {u.id: len(codes[u.id]) for d in mine for u in d.utterances},
+    own = 0 if marks is None else MARKS_PER_TURN  # an utterance's input: its codes [+ its marks]
+    rows = majority_rows(train, mine, {u.id: len(codes[u.id]) + own for d in mine for u in d.utterances},
                          cfg.corpus.labels, fold, n_limit, extra)
     cost = {"seconds": 0.0, "utterances": sum(len(d.utterances) for d in mine),
             "audio_seconds": sum(d.duration for d in mine)}

@@ -107,10 +107,13 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
     from convmem.bundle import NO_GRAD_METHODS
 
     engine = engine if engine is not None else bundle.engine(method)
+    from convmem.audio.relative_prosody import SpeakerProsodyReference
+
     segs, ids = [], []
+    reference = SpeakerProsodyReference()  # VAD segments carry no speaker: one reference
     for s in _vad_utterances(dialogue, config, model):
         segs.append((s.start, s.end))
-        ids.append(bundle.vocab.audio_ids(bundle.tokenizer.encode(s.wave, 16000)))
+        ids.append(bundle.utterance_ids(s.wave, reference))
     n_labels = len(bundle.labels)
     if ids:
         with torch.no_grad() if method in NO_GRAD_METHODS else torch.enable_grad():

@@ -59,6 +59,9 @@ class SLMConfig:
     dtype: str = "float32"
     attn_implementation: str = "sdpa"
     init_seed: int = 0
+    # End each utterance's audio with its speaker-relative prosody marks (slm/vocab.py; not in
+    # the paper, so off by default).
+    prosody_marks: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -86,8 +89,8 @@ class SLMConfig:
 def make_vocab(cfg: SLMConfig, codebook_size: int, labels: Sequence[str]) -> EmotionVocab:
     """The vocabulary `build_model(cfg, ...)` needs: tiny's own, or the HF tokenizer expanded."""
     if cfg.is_tiny:
-        return EmotionVocab.tiny(codebook_size, labels)
-    return expand_tokenizer(_load_tokenizer(cfg.backbone), codebook_size, labels)
+        return EmotionVocab.tiny(codebook_size, labels, cfg.prosody_marks)
+    return expand_tokenizer(_load_tokenizer(cfg.backbone), codebook_size, labels, cfg.prosody_marks)
 
 
 def build_model(cfg: SLMConfig, vocab: EmotionVocab) -> torch.nn.Module:
@@ -142,7 +145,7 @@ def _build_hf(cfg: SLMConfig, vocab: EmotionVocab):
     from transformers import AutoModelForCausalLM
 
     tokenizer = _load_tokenizer(cfg.backbone)
-    expected = expand_tokenizer(tokenizer, vocab.codebook_size, vocab.labels)
+    expected = expand_tokenizer(tokenizer, vocab.codebook_size, vocab.labels, vocab.prosody_marks)
     if expected != vocab:
         raise ConfigError(f"vocab {vocab} does not match backbone {cfg.backbone!r} (expands to {expected}); "
                           f"build it with slm.model.make_vocab")

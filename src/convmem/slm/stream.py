@@ -1,7 +1,7 @@
 """A dialogue as one token stream: `<a_..>…<audio_end>[<emo_x>]` per utterance, in order.
 
-Layout, for each utterance in order: its audio ids, then `<audio_end>`, then its emotion token
-if one is given. Who gives it:
+Layout, for each utterance in order: its audio ids (then its speaker-relative prosody marks when the
+vocabulary has them), then `<audio_end>`, then its emotion token if one is given. Who gives it:
 
 - training: the gold label; an unscored context turn (emotion None) gets NO emotion token — there
   is nothing honest to put there, and the paper's stream only carries labels it has.
@@ -33,10 +33,13 @@ class CodedDialogue:
     Attributes:
         dialogue_id: the manifest's dialogue id (used in error messages).
         utterances:  list of (codes int64[n_i], emotion str | None), in time order.
+        marks:       per utterance, its prosody marks int64[4] (`convmem.audio.relative_prosody`),
+                     or None when the model reads none.
     """
 
     dialogue_id: str
     utterances: list[CodedUtterance] = field(default_factory=list)
+    marks: list[np.ndarray] | None = None
 
     @property
     def codes(self) -> list[np.ndarray]:
@@ -49,7 +52,8 @@ class CodedDialogue:
     @property
     def n_tokens(self) -> int:
         """Stream length with gold emotion tokens."""
-        return sum(len(c) + 1 + (e is not None) for c, e in self.utterances)
+        marks = 0 if self.marks is None else sum(len(m) for m in self.marks)
+        return marks + sum(len(c) + 1 + (e is not None) for c, e in self.utterances)
 
 
 @dataclass
@@ -85,7 +89,7 @@ class Stream:
 
 def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
                  emotions: Sequence[str | None], where: str = "dialogue",
-                 insert_emotion_tokens: bool = True) -> Stream:
+                 insert_emotion_tokens: bool = True, marks: Sequence[np.ndarray] | None = None) -> Stream:
     """Concatenate utterances into one stream (see module doc for the layout).
 
     Args:
@@ -95,15 +99,18 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
         insert_emotion_tokens: False keeps the labels (L_e targets) but puts no emotion token in
             the stream, so the model never sees an earlier utterance's emotion token — the
             training counterpart of inference with `emotion_tokens="none"`.
+        marks:    per utterance, prosody marks int64[4]; required exactly when `vocab.prosody_marks`.
     """
     if len(codes) != len(emotions):
         raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(emotions)} emotions")
+    if marks is not None and len(marks) != len(codes):
+        raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(marks)} of prosody marks")
     pieces: list[torch.Tensor] = []
     utt_start, end_pos, emo_pos, labels = [], [], [], []
     n = 0
     for i, (c, emo) in enumerate(zip(codes, emotions)):
         try:
-            a = vocab.audio_ids(c)
+            a = vocab.utterance_ids(c, None if marks is None else marks[i])
             lab = vocab.label_index(emo) if emo is not None else -1
         except ValueError as exc:
             raise ValueError(f"{where}, utterance {i}: {exc}") from None
@@ -137,4 +144,4 @@ def dialogue_stream(d: CodedDialogue, vocab: EmotionVocab, emotion_tokens: str =
     if emotion_tokens not in TRAIN_EMOTION_TOKENS:
         raise ValueError(f"emotion_tokens must be one of {TRAIN_EMOTION_TOKENS}, got {emotion_tokens!r}")
     return build_stream(d.codes, vocab, d.emotions, where=f"dialogue {d.dialogue_id!r}",
-                        insert_emotion_tokens=emotion_tokens == "gold")
+                        insert_emotion_tokens=emotion_tokens == "gold", marks=d.marks)

@@ -1,4 +1,4 @@
-"""The emotion SLM's vocabulary: base tokens, then audio codes, `<audio_end>`, emotion tokens.
+"""The emotion SLM's vocabulary: base tokens, audio codes, `<audio_end>`, emotion tokens (and marks).
 
 Layout (eq. 1–2 of the DPM paper: |V_text| + |<audio_i>| + 1 + n_labels rows):
 
@@ -7,6 +7,12 @@ Layout (eq. 1–2 of the DPM paper: |V_text| + |<audio_i>| + 1 + n_labels rows):
     [base_size, base_size + K)             <a_0> .. <a_{K-1}>   (K = codebook_size)
     base_size + K                          <audio_end>
     base_size + K + 1 + j                  <emo_{labels[j]}>
+    base_size + K + 1 + E + m              speaker-relative prosody marks, only when
+                                           `prosody_marks` (`convmem.audio.relative_prosody`;
+                                           not in the paper): 4 features x 6 bins
+
+An utterance's input is its audio ids, then (with marks) its 4 mark ids, then `<audio_end>`:
+`utterance_ids` builds the part before `<audio_end>` for every caller.
 
 The tiny model has no text, so its base vocabulary is just `TINY_SPECIALS = ("<pad>",)`
 (base_size 1, pad id 0): a dedicated pad id keeps padded positions visibly inert in dumps and
@@ -20,6 +26,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+from convmem.audio.relative_prosody import MARKS_PER_TURN, N_BINS, N_MARK_TOKENS, UNKNOWN, mark_token
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
@@ -45,12 +53,14 @@ class EmotionVocab:
         codebook_size: K, the speech tokenizer's codebook size.
         labels:        emotion labels in class-index order, e.g. ("neu", "hap", "sad", "ang").
         pad_id:        id used on padded positions (any base id; never a target).
+        prosody_marks: each utterance ends with its speaker-relative prosody marks.
     """
 
     base_size: int
     codebook_size: int
     labels: tuple[str, ...]
     pad_id: int = 0
+    prosody_marks: bool = False
 
     def __post_init__(self) -> None:
         if self.base_size < 0 or self.codebook_size < 1:
@@ -63,9 +73,10 @@ class EmotionVocab:
             raise ValueError(f"EmotionVocab: pad_id {self.pad_id} outside [0, {self.size})")
 
     @classmethod
-    def tiny(cls, codebook_size: int, labels: Sequence[str]) -> "EmotionVocab":
-        """Vocabulary of the tiny from-scratch model: `<pad>` (id 0), audio, end, emotions."""
-        return cls(base_size=len(TINY_SPECIALS), codebook_size=codebook_size, labels=tuple(labels), pad_id=0)
+    def tiny(cls, codebook_size: int, labels: Sequence[str], prosody_marks: bool = False) -> "EmotionVocab":
+        """Vocabulary of the tiny from-scratch model: `<pad>` (id 0), audio, end, emotions (, marks)."""
+        return cls(base_size=len(TINY_SPECIALS), codebook_size=codebook_size, labels=tuple(labels), pad_id=0,
+                   prosody_marks=prosody_marks)
 
     @property
     def audio_offset(self) -> int:
@@ -83,9 +94,14 @@ class EmotionVocab:
         return tuple(range(first, first + len(self.labels)))
 
     @property
+    def mark_offset(self) -> int:
+        """Id of the first prosody mark token (== size when the vocabulary has none)."""
+        return self.base_size + self.codebook_size + 1 + len(self.labels)
+
+    @property
     def size(self) -> int:
         """Total number of ids (the model's vocabulary must have at least this many rows)."""
-        return self.base_size + self.codebook_size + 1 + len(self.labels)
+        return self.mark_offset + (N_MARK_TOKENS if self.prosody_marks else 0)
 
     @property
     def new_token_ids(self) -> tuple[int, ...]:
@@ -105,6 +121,24 @@ class EmotionVocab:
                              f"[0, {self.codebook_size}) of this vocabulary")
         return torch.from_numpy(arr.astype(np.int64, copy=False)) + self.audio_offset
 
+    def utterance_ids(self, codes, marks=None) -> torch.Tensor:
+        """What comes before an utterance's `<audio_end>`: audio ids int64[n], then with
+        `prosody_marks` its mark ids; `marks` int64[4] bins (`relative_prosody`), required exactly
+        when this vocabulary has marks. Returns int64[n (+ 4)]."""
+        ids = self.audio_ids(codes)
+        if not self.prosody_marks:
+            if marks is not None:
+                raise ValueError("prosody marks given, but this vocabulary has no mark tokens")
+            return ids
+        if marks is None:
+            raise ValueError("this model reads speaker-relative prosody marks after each utterance's "
+                             "audio, and none were given")
+        m = np.asarray(marks)
+        if m.shape != (MARKS_PER_TURN,) or not np.issubdtype(m.dtype, np.integer) or m.min() < 0 or m.max() > UNKNOWN:
+            raise ValueError(f"prosody marks must be {MARKS_PER_TURN} integer bins in [0, {UNKNOWN}], got {marks!r}")
+        m = torch.from_numpy(m.astype(np.int64)) + torch.arange(MARKS_PER_TURN) * (N_BINS + 1) + self.mark_offset
+        return torch.cat([ids, m])
+
     def emotion_id(self, label: str) -> int:
         return self.emotion_ids[self.label_index(label)]
 
@@ -117,12 +151,14 @@ class EmotionVocab:
 
     def token_strings(self) -> list[str]:
         """Strings of the new tokens, in id order from `audio_offset`."""
+        marks = ([mark_token(f, b) for f in range(MARKS_PER_TURN) for b in range(N_BINS + 1)]
+                 if self.prosody_marks else [])
         return ([audio_token(i) for i in range(self.codebook_size)] + [AUDIO_END]
-                + [emotion_token(lab) for lab in self.labels])
+                + [emotion_token(lab) for lab in self.labels] + marks)
 
     def to_json(self) -> dict:
         return {"base_size": self.base_size, "codebook_size": self.codebook_size,
-                "labels": list(self.labels), "pad_id": self.pad_id}
+                "labels": list(self.labels), "pad_id": self.pad_id, "prosody_marks": self.prosody_marks}
 
     @classmethod
     def from_json(cls, d: dict) -> "EmotionVocab":
@@ -130,12 +166,13 @@ class EmotionVocab:
         if missing:
             raise ValueError(f"vocab json lacks field(s) {missing}")
         return cls(base_size=int(d["base_size"]), codebook_size=int(d["codebook_size"]),
-                   labels=tuple(d["labels"]), pad_id=int(d.get("pad_id", 0)))
+                   labels=tuple(d["labels"]), pad_id=int(d.get("pad_id", 0)),
+                   prosody_marks=bool(d.get("prosody_marks", False)))
 
 
 def expand_tokenizer(hf_tokenizer: "PreTrainedTokenizerBase", codebook_size: int,
-                     labels: Sequence[str]) -> EmotionVocab:
-    """Add `<a_0>..<a_{K-1}>`, `<audio_end>` and `<emo_*>` to a pretrained HF tokenizer (eq. 1–2).
+                     labels: Sequence[str], prosody_marks: bool = False) -> EmotionVocab:
+    """Add `<a_0>..<a_{K-1}>`, `<audio_end>`, `<emo_*>` (and marks) to a pretrained HF tokenizer (eq. 1–2).
 
     The tokens are added as special tokens (never split or normalised) and must receive the
     contiguous ids `len(tokenizer) ..`; the tokenizer is modified in place. The model's embeddings
@@ -144,7 +181,7 @@ def expand_tokenizer(hf_tokenizer: "PreTrainedTokenizerBase", codebook_size: int
     base = len(hf_tokenizer)
     existing = set(hf_tokenizer.get_vocab())
     vocab = EmotionVocab(base_size=base, codebook_size=codebook_size, labels=tuple(labels),
-                         pad_id=_pad_id(hf_tokenizer))
+                         pad_id=_pad_id(hf_tokenizer), prosody_marks=prosody_marks)
     strings = vocab.token_strings()
     clash = [s for s in strings if s in existing]
     if clash:

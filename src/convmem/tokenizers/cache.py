@@ -152,6 +152,31 @@ def encode_dialogues(
     return out
 
 
+def measure_marks(dialogues: Iterable[Dialogue], progress: bool = True) -> dict[str, np.ndarray]:
+    """Speaker-relative prosody marks of every utterance (`convmem.audio.relative_prosody`): each
+    turn against its speaker's earlier turns of the same dialogue; {utterance id: int64[4]}.
+
+    Reads each utterance's audio once more (decoding is cheap next to the F0 tracker, ~20 ms per
+    turn); not cached.
+    """
+    from tqdm import tqdm
+
+    from convmem.audio.relative_prosody import conversation_marks, turn_prosody
+
+    dialogues = list(dialogues)
+    out: dict[str, np.ndarray] = {}
+    with tqdm(total=sum(len(d.utterances) for d in dialogues), desc="prosody marks", unit="utt",
+              disable=not progress) as bar:
+        for dialogue in dialogues:
+            turns = []
+            for utt in dialogue.utterances:
+                turns.append(turn_prosody(utterance_waveform(utt, dialogue)))
+                bar.update(1)
+            marks = conversation_marks([u.speaker for u in dialogue.utterances], turns)
+            out.update((u.id, m) for u, m in zip(dialogue.utterances, marks))
+    return out
+
+
 def fit_on_dialogues(
     tokenizer: SpeechTokenizer,
     dialogues: Iterable[Dialogue],
@@ -197,10 +222,11 @@ def encode_perturbed_copies(
     augment,
     cache: CodeCache | None = None,
     progress: bool = True,
-) -> list[tuple[str, Dialogue, dict[str, np.ndarray]]]:
+    marks: bool = False,
+) -> list[tuple[str, Dialogue, dict[str, np.ndarray], dict[str, np.ndarray] | None]]:
     """Codes of `augment.copies` speaker-perturbed copies of every dialogue (training data only;
     see `convmem.audio.augment`): [(copy id "<dialogue>#aug<k>", source dialogue,
-    {utterance id: int64[frames]})].
+    {utterance id: int64[frames]}, {utterance id: prosody marks int64[4]} when `marks` else None)].
 
     Every speaker of a copy gets one perturbation for the whole copy, so the copy is a coherent
     conversation of new voices. Cached like any audio (the key is the perturbed samples).
@@ -208,6 +234,7 @@ def encode_perturbed_copies(
     from tqdm import tqdm
 
     from convmem.audio.augment import draw_perturbations
+    from convmem.audio.relative_prosody import conversation_marks, turn_prosody
 
     dialogues = list(dialogues)
     if augment.copies <= 0:
@@ -221,9 +248,16 @@ def encode_perturbed_copies(
             waves = [utterance_waveform(u, dialogue) for u in dialogue.utterances]
             for k in range(1, augment.copies + 1):
                 draws = draw_perturbations(augment, dialogue.dialogue_id, [u.speaker for u in dialogue.utterances], k)
-                codes = {}
+                codes, turns = {}, []
                 for utt, wave in zip(dialogue.utterances, waves):
-                    codes[utt.id] = _codes(tokenizer, draws[utt.speaker].apply(wave), cache, fingerprint)
+                    moved = draws[utt.speaker].apply(wave)
+                    codes[utt.id] = _codes(tokenizer, moved, cache, fingerprint)
+                    if marks:
+                        turns.append(turn_prosody(moved))
                     bar.update(1)
-                out.append((f"{dialogue.dialogue_id}#aug{k}", dialogue, codes))
+                copy_marks = None
+                if marks:
+                    found = conversation_marks([u.speaker for u in dialogue.utterances], turns)
+                    copy_marks = {u.id: m for u, m in zip(dialogue.utterances, found)}
+                out.append((f"{dialogue.dialogue_id}#aug{k}", dialogue, codes, copy_marks))
     return out

@@ -31,7 +31,8 @@ class UtteranceTokens:
     """One utterance of a tokenised dialogue.
 
     Attributes:
-        audio_ids: int64[n] audio token ids (vocab ids, inside MALConfig.audio_id_range).
+        audio_ids: int64[n] audio token ids (vocab ids, inside MALConfig.audio_id_range), then the
+            utterance's prosody mark ids when the model reads marks (never written into the memory).
         label: index into MALConfig.emotion_ids, or None (context only, never scored).
     """
 
@@ -131,9 +132,12 @@ def _labels(dialogues: Sequence[Dialogue], index: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
-def check_dialogues(dialogues: Sequence[Dialogue], mal_cfg: MALConfig) -> None:
-    """Raise ValueError naming dialogue and utterance for ids outside the audio range or bad labels."""
+def check_dialogues(dialogues: Sequence[Dialogue], mal_cfg: MALConfig,
+                    mark_id_range: tuple[int, int] | None = None) -> None:
+    """Raise ValueError naming dialogue and utterance for ids outside the audio range (and outside
+    `mark_id_range`, the prosody mark ids (first, last + 1) of a model that reads them) or bad labels."""
     first, stop = mal_cfg.audio_id_range
+    m_first, m_stop = mark_id_range or (0, 0)
     n_emotions = len(mal_cfg.emotion_ids)
     for d, dialogue in enumerate(dialogues):
         if len(dialogue) == 0:
@@ -142,8 +146,9 @@ def check_dialogues(dialogues: Sequence[Dialogue], mal_cfg: MALConfig) -> None:
             ids = utt.audio_ids
             if ids.dim() != 1 or ids.numel() == 0:
                 raise ValueError(f"dialogue {d}, utterance {u}: audio_ids must be a non-empty 1-D tensor")
-            if bool(((ids < first) | (ids >= stop)).any()):
-                raise ValueError(f"dialogue {d}, utterance {u}: audio id outside audio_id_range {first}..{stop - 1}")
+            if bool((((ids < first) | (ids >= stop)) & ((ids < m_first) | (ids >= m_stop))).any()):
+                marks = f" or the mark ids {m_first}..{m_stop - 1}" if mark_id_range else ""
+                raise ValueError(f"dialogue {d}, utterance {u}: audio id outside audio_id_range {first}..{stop - 1}{marks}")
             if utt.label is not None and not 0 <= utt.label < n_emotions:
                 raise ValueError(f"dialogue {d}, utterance {u}: label {utt.label} not in [0, {n_emotions})")
 
@@ -161,14 +166,16 @@ def train_mal(
     mal_cfg: MALConfig,
     audio_end_id: int,
     progress: bool = True,
+    mark_id_range: tuple[int, int] | None = None,
 ) -> MALTrainResult:
     """Train `adapter` in place on `train_dialogues`; the backbone `model` is frozen and untouched.
+    `mark_id_range`: (first, last + 1) ids of the prosody marks when the model reads them.
 
     Returns the per-step losses. Raises RuntimeError if any backbone gradient appeared.
     """
     if not mal_cfg.enabled:
         raise ConfigError("mal.enabled is false: there is no adapter to train")
-    check_dialogues(train_dialogues, mal_cfg)
+    check_dialogues(train_dialogues, mal_cfg, mark_id_range)
     memory = MALMemory(model, adapter, mal_cfg, differentiable=True)
     was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
     model.eval().requires_grad_(False)
