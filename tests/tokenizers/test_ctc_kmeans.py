@@ -36,8 +36,17 @@ def phrases():
 
 @pytest.fixture(scope="module")
 def fitted(phrases):
+    """Fitted on one thread whatever earlier tests left torch at: a module fixture is built before
+    the per-test one-thread fixture, and the thread count changes the float sums of training."""
+    import torch
+
     waves, texts, sr = phrases
-    return build_tokenizer("ctc-kmeans", **SMALL).fit(waves, sr, texts=texts)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_tokenizer("ctc-kmeans", **SMALL).fit(waves, sr, texts=texts)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _char_error(hyp: str, ref: str) -> float:
