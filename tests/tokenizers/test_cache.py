@@ -186,3 +186,21 @@ def test_prosody_marks_compare_turns_within_their_dialogue_and_speaker(tmp_path,
     for _, source, codes, copy_marks in encode_perturbed_copies(kmeans, dialogues, cfg, progress=False, marks=True):
         assert list(copy_marks) == list(codes) == [u.id for u in source.utterances]
         assert (copy_marks[source.utterances[0].id] == UNKNOWN).all()
+
+
+def test_turn_prosody_is_cached_by_content(tmp_path):
+    from convmem.tokenizers.cache import PROSODY_VERSION, measure_marks
+
+    dialogues = make_dialogues(tmp_path)
+    cache = CodeCache(tmp_path / "cache")
+    first = measure_marks(dialogues, progress=False, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 6)
+    again = measure_marks(dialogues, progress=False, cache=cache)
+    assert (cache.hits, cache.misses) == (6, 6)
+    assert all(np.array_equal(first[u], again[u]) for u in first)
+    assert all(np.array_equal(first[u], m) for u, m in measure_marks(dialogues, progress=False).items())
+    entry = next((tmp_path / "cache" / PROSODY_VERSION[:16]).glob("*.npy"))
+    entry.write_bytes(b"not an array")
+    with pytest.warns(UserWarning, match="unreadable cache entry"):
+        measure_marks(dialogues, progress=False, cache=cache)
+    assert cache.misses == 7

@@ -109,7 +109,7 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None,
 
                 bundle = load_bundle(fdir / "model")
                 codes = _encode(bundle.tokenizer, test, out / "cache")
-                marks = _marks(bundle.vocab.prosody_marks, test)
+                marks = _marks(bundle.vocab.prosody_marks, test, out / "cache")
             if method == MAJORITY:
                 rows, cost = _majority(cfg, train, test[rank::world], codes, fold.name, bundle.n_limit, marks)
             else:
@@ -212,13 +212,13 @@ def _encode(tokenizer, dialogues: list[Dialogue], cache_root: Path) -> dict[str,
     return encode_dialogues(tokenizer, dialogues, CodeCache(cache_root))
 
 
-def _marks(wanted: bool, dialogues: list[Dialogue]) -> dict[str, np.ndarray] | None:
+def _marks(wanted: bool, dialogues: list[Dialogue], cache_root: Path) -> dict[str, np.ndarray] | None:
     """Prosody marks of every utterance when the model reads them, else None."""
     if not wanted:
         return None
-    from convmem.tokenizers.cache import measure_marks
+    from convmem.tokenizers.cache import CodeCache, measure_marks
 
-    return measure_marks(dialogues)
+    return measure_marks(dialogues, cache=CodeCache(cache_root))
 
 
 def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray],
@@ -270,7 +270,7 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         # made only when a part is trained: a rerun with every part saved (`convmem eval` on a
         # finished study) does not re-read, re-hash or re-perturb the training audio
         codes = _encode(tokenizer, train, cache_root)
-        marks = _marks(cfg.slm.prosody_marks, train)
+        marks = _marks(cfg.slm.prosody_marks, train, cache_root)
         return coded_dialogues(train, codes, marks) + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root)
 
     if (model_dir / "slm").is_dir():

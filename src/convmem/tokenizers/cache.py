@@ -5,7 +5,9 @@ utterance after loading/resampling. Keying on content rather than on path/mtime 
 re-rendered corpus is handled correctly (same samples -> hit, any change -> miss) at the price of
 decoding the audio again on a rerun, which costs milliseconds per utterance against the much
 larger cost of the encoders. Layout: `root/<fingerprint[:16]>/<key>.npy`, each written
-atomically, plus `root/<fingerprint[:16]>/tokenizer.json` saying which tokenizer filled it.
+atomically, plus `root/<fingerprint[:16]>/tokenizer.json` saying which tokenizer filled it. Turn
+prosody for prosody marks (float64[4], `convmem.audio.relative_prosody.turn_prosody`) is cached the
+same way under the pseudo-fingerprint `PROSODY_VERSION` (bump it when `turn_prosody` changes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from convmem.errors import AudioError, ConfigError, ManifestError
 from convmem.tokenizers.base import SAMPLE_RATE, SpeechTokenizer, n_frames
 
 CACHE_ENV = "CONVMEM_CACHE"
+PROSODY_VERSION = "turn-prosody-v1"
 
 
 def default_cache_root() -> Path:
@@ -84,6 +87,27 @@ class CodeCache:
         codes = np.asarray(tokenizer.encode(wave, SAMPLE_RATE), dtype=np.int64)
         self.put(fingerprint, wave, codes)
         return codes
+
+    def prosody(self, wave: np.ndarray) -> np.ndarray:
+        """float64[4] turn prosody of float32[samples] at 16 kHz, from the cache or measured."""
+        from convmem.audio.relative_prosody import MARKS_PER_TURN, turn_prosody
+        from convmem.fileio import atomic_open
+
+        path = self.path(PROSODY_VERSION, self.key(PROSODY_VERSION, wave))
+        if path.is_file():
+            try:
+                found = np.load(path, allow_pickle=False)
+                if found.dtype == np.float64 and found.shape == (MARKS_PER_TURN,):
+                    self.hits += 1
+                    return found
+                warnings.warn(f"{path}: cache entry has wrong shape/dtype, measuring again", stacklevel=2)
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"{path}: unreadable cache entry, measuring again ({exc})", stacklevel=2)
+        self.misses += 1
+        found = turn_prosody(wave)
+        with atomic_open(path, "wb") as fh:
+            np.save(fh, found, allow_pickle=False)
+        return found
 
     def describe(self, tokenizer: SpeechTokenizer, fingerprint: str) -> None:
         """Write which tokenizer filled `root/<fingerprint[:16]>` (for people browsing the cache)."""
@@ -152,16 +176,23 @@ def encode_dialogues(
     return out
 
 
-def measure_marks(dialogues: Iterable[Dialogue], progress: bool = True) -> dict[str, np.ndarray]:
+def _prosody(wave: np.ndarray, cache: CodeCache | None) -> np.ndarray:
+    from convmem.audio.relative_prosody import turn_prosody
+
+    return turn_prosody(wave) if cache is None else cache.prosody(wave)
+
+
+def measure_marks(dialogues: Iterable[Dialogue], progress: bool = True,
+                  cache: CodeCache | None = None) -> dict[str, np.ndarray]:
     """Speaker-relative prosody marks of every utterance (`convmem.audio.relative_prosody`): each
     turn against its speaker's earlier turns of the same dialogue; {utterance id: int64[4]}.
 
     Reads each utterance's audio once more (decoding is cheap next to the F0 tracker, ~20 ms per
-    turn); not cached.
+    turn); each turn's prosody goes through `cache` when given.
     """
     from tqdm import tqdm
 
-    from convmem.audio.relative_prosody import conversation_marks, turn_prosody
+    from convmem.audio.relative_prosody import conversation_marks
 
     dialogues = list(dialogues)
     out: dict[str, np.ndarray] = {}
@@ -170,7 +201,7 @@ def measure_marks(dialogues: Iterable[Dialogue], progress: bool = True) -> dict[
         for dialogue in dialogues:
             turns = []
             for utt in dialogue.utterances:
-                turns.append(turn_prosody(utterance_waveform(utt, dialogue)))
+                turns.append(_prosody(utterance_waveform(utt, dialogue), cache))
                 bar.update(1)
             marks = conversation_marks([u.speaker for u in dialogue.utterances], turns)
             out.update((u.id, m) for u, m in zip(dialogue.utterances, marks))
@@ -234,7 +265,7 @@ def encode_perturbed_copies(
     from tqdm import tqdm
 
     from convmem.audio.augment import draw_perturbations
-    from convmem.audio.relative_prosody import conversation_marks, turn_prosody
+    from convmem.audio.relative_prosody import conversation_marks
 
     dialogues = list(dialogues)
     if augment.copies <= 0:
@@ -253,7 +284,7 @@ def encode_perturbed_copies(
                     moved = draws[utt.speaker].apply(wave)
                     codes[utt.id] = _codes(tokenizer, moved, cache, fingerprint)
                     if marks:
-                        turns.append(turn_prosody(moved))
+                        turns.append(_prosody(moved, cache))
                     bar.update(1)
                 copy_marks = None
                 if marks:
