@@ -34,7 +34,6 @@ from convmem.eval.majority import majority_rows
 from convmem.fileio import atomic_write_json, atomic_write_text
 from convmem.run_config import BASE_METHODS, RunConfig
 
-
 CONFIG_FILE = "config.json"
 VAD_SUFFIX = "@vad"
 
@@ -221,23 +220,25 @@ def _marks(wanted: bool, dialogues: list[Dialogue], cache_root: Path) -> dict[st
     return measure_marks(dialogues, cache=CodeCache(cache_root))
 
 
-def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray],
-                    marks: dict[str, np.ndarray] | None = None):
+def _coded(dialogue_id: str, source: Dialogue, codes: dict[str, np.ndarray], marks: dict[str, np.ndarray] | None):
+    """`source`'s utterances as a CodedDialogue called `dialogue_id`, from per-utterance-id codes (and marks)."""
     from convmem.slm.stream import CodedDialogue
 
-    return [CodedDialogue(d.dialogue_id, [(codes[u.id], u.emotion) for u in d.utterances],
-                          None if marks is None else [marks[u.id] for u in d.utterances]) for d in dialogues]
+    return CodedDialogue(dialogue_id, [(codes[u.id], u.emotion) for u in source.utterances],
+                         None if marks is None else [marks[u.id] for u in source.utterances])
+
+
+def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray],
+                    marks: dict[str, np.ndarray] | None = None):
+    return [_coded(d.dialogue_id, d, codes, marks) for d in dialogues]
 
 
 def perturbed_coded_dialogues(cfg: RunConfig, tokenizer, train: list[Dialogue], cache_root: Path):
     """`cfg.augment.copies` speaker-perturbed copies of the training dialogues, coded (may be [])."""
-    from convmem.slm.stream import CodedDialogue
     from convmem.tokenizers.cache import CodeCache, encode_perturbed_copies
 
     copies = encode_perturbed_copies(tokenizer, train, cfg.augment, CodeCache(cache_root), marks=cfg.slm.prosody_marks)
-    return [CodedDialogue(copy_id, [(codes[u.id], u.emotion) for u in source.utterances],
-                          None if marks is None else [marks[u.id] for u in source.utterances])
-            for copy_id, source, codes, marks in copies]
+    return [_coded(*copy) for copy in copies]
 
 
 # ---------------------------------------------------------------- training a fold's models

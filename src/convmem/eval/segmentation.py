@@ -104,11 +104,10 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
     """
     import torch
 
+    from convmem.audio.relative_prosody import SpeakerProsodyReference
     from convmem.bundle import NO_GRAD_METHODS
 
     engine = engine if engine is not None else bundle.engine(method)
-    from convmem.audio.relative_prosody import SpeakerProsodyReference
-
     segs, ids = [], []
     reference = SpeakerProsodyReference()  # VAD segments carry no speaker: one reference
     for s in _vad_utterances(dialogue, config, model):

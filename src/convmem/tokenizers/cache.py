@@ -53,27 +53,38 @@ class CodeCache:
     def path(self, fingerprint: str, key: str) -> Path:
         return self.root / fingerprint[:16] / f"{key}.npy"
 
-    def get(self, fingerprint: str, wave: np.ndarray) -> np.ndarray | None:
-        """Cached int64[frames] for this audio, or None (a damaged entry counts as absent)."""
-        path = self.path(fingerprint, self.key(fingerprint, wave))
+    @staticmethod
+    def _load(path: Path, valid, redo: str) -> np.ndarray | None:
+        """The array at `path` when it is there, readable and `valid(array)`; else None (a damaged
+        entry warns, saying it will `redo` the work, and counts as absent)."""
         if not path.is_file():
             return None
         try:
-            codes = np.load(path, allow_pickle=False)
+            found = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            warnings.warn(f"{path}: unreadable cache entry, re-tokenizing ({exc})", stacklevel=2)
+            warnings.warn(f"{path}: unreadable cache entry, {redo} ({exc})", stacklevel=3)
             return None
-        if codes.dtype != np.int64 or codes.ndim != 1 or codes.size != n_frames(wave.size):
-            warnings.warn(f"{path}: cache entry has wrong shape/dtype, re-tokenizing", stacklevel=2)
+        if not valid(found):
+            warnings.warn(f"{path}: cache entry has wrong shape/dtype, {redo}", stacklevel=3)
             return None
-        return codes
+        return found
 
-    def put(self, fingerprint: str, wave: np.ndarray, codes: np.ndarray) -> Path:
+    @staticmethod
+    def _save(path: Path, array: np.ndarray) -> None:
         from convmem.fileio import atomic_open
 
-        path = self.path(fingerprint, self.key(fingerprint, wave))
         with atomic_open(path, "wb") as fh:
-            np.save(fh, np.asarray(codes, dtype=np.int64), allow_pickle=False)
+            np.save(fh, array, allow_pickle=False)
+
+    def get(self, fingerprint: str, wave: np.ndarray) -> np.ndarray | None:
+        """Cached int64[frames] for this audio, or None (a damaged entry counts as absent)."""
+        frames = n_frames(wave.size)
+        return self._load(self.path(fingerprint, self.key(fingerprint, wave)),
+                          lambda c: c.dtype == np.int64 and c.ndim == 1 and c.size == frames, "re-tokenizing")
+
+    def put(self, fingerprint: str, wave: np.ndarray, codes: np.ndarray) -> Path:
+        path = self.path(fingerprint, self.key(fingerprint, wave))
+        self._save(path, np.asarray(codes, dtype=np.int64))
         return path
 
     def encode(self, tokenizer: SpeechTokenizer, wave: np.ndarray, fingerprint: str | None = None) -> np.ndarray:
@@ -91,22 +102,16 @@ class CodeCache:
     def prosody(self, wave: np.ndarray) -> np.ndarray:
         """float64[4] turn prosody of float32[samples] at 16 kHz, from the cache or measured."""
         from convmem.audio.relative_prosody import MARKS_PER_TURN, turn_prosody
-        from convmem.fileio import atomic_open
 
         path = self.path(PROSODY_VERSION, self.key(PROSODY_VERSION, wave))
-        if path.is_file():
-            try:
-                found = np.load(path, allow_pickle=False)
-                if found.dtype == np.float64 and found.shape == (MARKS_PER_TURN,):
-                    self.hits += 1
-                    return found
-                warnings.warn(f"{path}: cache entry has wrong shape/dtype, measuring again", stacklevel=2)
-            except (OSError, ValueError) as exc:
-                warnings.warn(f"{path}: unreadable cache entry, measuring again ({exc})", stacklevel=2)
+        found = self._load(path, lambda p: p.dtype == np.float64 and p.shape == (MARKS_PER_TURN,),
+                           "measuring again")
+        if found is not None:
+            self.hits += 1
+            return found
         self.misses += 1
         found = turn_prosody(wave)
-        with atomic_open(path, "wb") as fh:
-            np.save(fh, found, allow_pickle=False)
+        self._save(path, found)
         return found
 
     def describe(self, tokenizer: SpeechTokenizer, fingerprint: str) -> None:
@@ -182,6 +187,14 @@ def _prosody(wave: np.ndarray, cache: CodeCache | None) -> np.ndarray:
     return turn_prosody(wave) if cache is None else cache.prosody(wave)
 
 
+def _dialogue_marks(dialogue: Dialogue, turns: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """{utterance id: int64[4] marks} of `dialogue` from its turns' prosody float64[4], in order."""
+    from convmem.audio.relative_prosody import conversation_marks
+
+    marks = conversation_marks([u.speaker for u in dialogue.utterances], turns)
+    return {u.id: m for u, m in zip(dialogue.utterances, marks)}
+
+
 def measure_marks(dialogues: Iterable[Dialogue], progress: bool = True,
                   cache: CodeCache | None = None) -> dict[str, np.ndarray]:
     """Speaker-relative prosody marks of every utterance (`convmem.audio.relative_prosody`): each
@@ -192,8 +205,6 @@ def measure_marks(dialogues: Iterable[Dialogue], progress: bool = True,
     """
     from tqdm import tqdm
 
-    from convmem.audio.relative_prosody import conversation_marks
-
     dialogues = list(dialogues)
     out: dict[str, np.ndarray] = {}
     with tqdm(total=sum(len(d.utterances) for d in dialogues), desc="prosody marks", unit="utt",
@@ -203,8 +214,7 @@ def measure_marks(dialogues: Iterable[Dialogue], progress: bool = True,
             for utt in dialogue.utterances:
                 turns.append(_prosody(utterance_waveform(utt, dialogue), cache))
                 bar.update(1)
-            marks = conversation_marks([u.speaker for u in dialogue.utterances], turns)
-            out.update((u.id, m) for u, m in zip(dialogue.utterances, marks))
+            out.update(_dialogue_marks(dialogue, turns))
     return out
 
 
@@ -265,7 +275,6 @@ def encode_perturbed_copies(
     from tqdm import tqdm
 
     from convmem.audio.augment import draw_perturbations
-    from convmem.audio.relative_prosody import conversation_marks
 
     dialogues = list(dialogues)
     if augment.copies <= 0:
@@ -286,9 +295,6 @@ def encode_perturbed_copies(
                     if marks:
                         turns.append(_prosody(moved, cache))
                     bar.update(1)
-                copy_marks = None
-                if marks:
-                    found = conversation_marks([u.speaker for u in dialogue.utterances], turns)
-                    copy_marks = {u.id: m for u, m in zip(dialogue.utterances, found)}
+                copy_marks = _dialogue_marks(dialogue, turns) if marks else None
                 out.append((f"{dialogue.dialogue_id}#aug{k}", dialogue, codes, copy_marks))
     return out
