@@ -80,8 +80,8 @@ class FoldsSection:
 
 @dataclass
 class TokenizerSection:
-    """kind: kmeans | ssl-kmeans | s3; `options` go to the tokenizer's constructor
-    (e.g. codebook_size, model_dir, layer, onnx_path). Fitted on each fold's training sessions."""
+    """kind: any tokenizer kind (kmeans, whisper-kmeans, ssl-kmeans, s3, ...); `options` go to the
+    tokenizer's constructor (e.g. codebook_size, model, layer, onnx_path). Fitted on each fold's training sessions."""
 
     kind: str = "kmeans"
     options: dict = field(default_factory=dict)

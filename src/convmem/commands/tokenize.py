@@ -20,10 +20,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None,
                    help="code cache folder (default: $CONVMEM_CACHE/codes or ~/.cache/convmem/codes)")
     fit = p.add_argument_group("fitting a new tokenizer")
-    fit.add_argument("--fit", choices=("kmeans", "kmeans-f0", "ssl-kmeans", "ctc-kmeans"), default=None,
+    fit.add_argument("--fit", choices=("kmeans", "kmeans-f0", "whisper-kmeans", "ssl-kmeans", "ctc-kmeans"), default=None,
                      help="fit this kind first (ctc-kmeans learns from the manifest's transcripts)")
     fit.add_argument("--sessions", nargs="+", default=None, help="training sessions to fit on (required with --fit)")
-    fit.add_argument("--codebook-size", type=int, default=512, help="kmeans, ssl-kmeans, ctc-kmeans: number of codes")
+    fit.add_argument("--codebook-size", type=int, default=512, help="kmeans, whisper-kmeans, ssl-kmeans, ctc-kmeans: number of codes")
     fit.add_argument("--utterance-cmn", action="store_true",
                      help="kmeans: subtract each utterance's mean log-mel before clustering")
     fit.add_argument("--prosody-weight", type=float, default=None,
@@ -33,7 +33,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="kmeans-f0: voiced pitch levels (codes = spectral size x (pitch bins + 1))")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--encoder", type=Path, default=None, help="ssl-kmeans: local HF speech encoder folder")
-    fit.add_argument("--layer", type=int, default=6, help="ssl-kmeans: hidden_states index (default 6)")
+    fit.add_argument("--layer", type=int, default=None,
+                     help="ssl-kmeans, whisper-kmeans: hidden-state index (defaults 6 and -1, the encoder output)")
+    fit.add_argument("--whisper", choices=("base", "tiny.en"), default=None,
+                     help="whisper-kmeans: packaged Whisper model (default base, multilingual)")
     fit.add_argument("--force", action="store_true", help="replace an existing tokenizer in DIR")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -74,7 +77,11 @@ def run(args) -> int:
         if args.fit == "ssl-kmeans":
             if args.encoder is None:
                 raise ConfigError("--fit ssl-kmeans needs --encoder DIR (a local HuBERT/WavLM/wav2vec2 folder)")
-            config.update(encoder_dir=str(args.encoder), layer=args.layer)
+            config.update(encoder_dir=str(args.encoder), layer=6 if args.layer is None else args.layer)
+        elif args.layer is not None or args.whisper is not None:
+            if args.fit != "whisper-kmeans":
+                raise ConfigError(f"--layer/--whisper only apply to ssl-kmeans/whisper-kmeans, not {args.fit}")
+            config.update({k: v for k, v in (("layer", args.layer), ("model", args.whisper)) if v is not None})
         tokenizer = fit_on_dialogues(build_tokenizer(args.fit, **config), dialogues, args.sessions, progress)
         tokenizer.save(args.tokenizer)
         print(f"fitted {args.fit} on sessions {', '.join(args.sessions)}; saved to {args.tokenizer}")

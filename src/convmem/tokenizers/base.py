@@ -38,6 +38,7 @@ KINDS: dict[str, str] = {
     "kmeans-f0": "convmem.tokenizers.pitch_kmeans:PitchKMeansTokenizer",
     "ctc-kmeans": "convmem.tokenizers.ctc_kmeans:CTCKMeansTokenizer",
     "ssl-kmeans": "convmem.tokenizers.ssl_kmeans:SSLKMeansTokenizer",
+    "whisper-kmeans": "convmem.tokenizers.whisper_kmeans:WhisperKMeansTokenizer",
     "s3": "convmem.tokenizers.s3:S3Tokenizer",
 }
 
@@ -139,7 +140,7 @@ def _resolve(kind: str) -> type:
 
 
 def build_tokenizer(kind: str, **config) -> SpeechTokenizer:
-    """A new tokenizer of `kind` ("kmeans", "kmeans-f0", "ssl-kmeans", "s3") from config keys.
+    """A new tokenizer of `kind` (any key of `KINDS`, e.g. "kmeans", "whisper-kmeans") from config keys.
 
     Unknown keys raise ConfigError naming the key. Trained kinds must be `fit` before `encode`.
     """
