@@ -40,3 +40,39 @@ def test_a_run_folder_resumes_after_a_descriptive_change_only(tmp_path):
     _check_or_write_config(tmp_path, load_config(RunConfig, DEMO, ["corpus.name=renamed", "corpus.caveat=c"]))
     with pytest.raises(ConfigError, match=r"different config \(differs at: corpus\.synth_seed\)"):
         _check_or_write_config(tmp_path, load_config(RunConfig, DEMO, ["corpus.synth_seed=1"]))
+
+
+def test_a_mix_of_manifests_is_read_as_one_corpus(tmp_path):
+    from convmem.corpus.manifest import write_manifest
+    from convmem.corpus.types import Dialogue, Utterance
+    from convmem.eval.runner import corpus_dialogues
+    from tests.conftest import make_tone
+
+    import soundfile as sf
+
+    paths = []
+    for corpus in ("ravdess", "turev"):
+        sf.write(tmp_path / f"{corpus}.wav", make_tone(1.0), 16000)
+        d = Dialogue(f"{corpus}_d1", f"{corpus}_S1", [Utterance(f"{corpus}_u1", f"{corpus}_A", 0.0, 0.5, "neu")],
+                     audio=tmp_path / f"{corpus}.wav")
+        paths.append(str(write_manifest(tmp_path / f"{corpus}.jsonl", [d])))
+    cfg = load_config(RunConfig, DEMO, [f"corpus.manifest=[{paths[0]}, {paths[1]}]"])
+    assert cfg.corpus.manifests() == paths and cfg.corpus.title() == f"corpus from manifests {paths[0]}, {paths[1]}"
+    assert [d.session for d in corpus_dialogues(cfg, tmp_path / "unused")] == ["ravdess_S1", "turev_S1"]
+    assert load_config(RunConfig, DEMO, [f"corpus.manifest={paths[0]}"]).corpus.manifests() == [paths[0]]
+    with pytest.raises(ConfigError, match="corpus.manifest: an empty list"):
+        load_config(RunConfig, DEMO, ["corpus.manifest=[]"])
+    with pytest.raises(ConfigError, match="corpus.manifest: a.jsonl is listed twice"):
+        load_config(RunConfig, DEMO, ["corpus.manifest=[a.jsonl, a.jsonl]"])
+
+
+def test_the_multilingual_config_reads_what_its_header_builds():
+    path = DEMO.parent / "real_multilingual.yaml"
+    cfg = load_config(RunConfig, path)
+    header = path.read_text(encoding="utf-8").splitlines()[0].removeprefix("# ").split(" && ")
+    built = [cmd.split()[-1] + "/manifest.jsonl" for cmd in header if cmd.startswith("convmem corpus ")]
+    assert sorted(built) == sorted(cfg.corpus.manifests()) == ["data/nemo/manifest.jsonl", "data/ravdess/manifest.jsonl",
+                                                              "data/turev/manifest.jsonl"]
+    assert header[-1] == "convmem run configs/real_multilingual.yaml"
+    ravdess = load_config(RunConfig, DEMO.parent / "ravdess.yaml")
+    assert cfg.tokenizer == ravdess.tokenizer and cfg.slm == ravdess.slm and cfg.train == ravdess.train

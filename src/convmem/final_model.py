@@ -8,11 +8,11 @@ from pathlib import Path
 def train_final(cfg, out: Path) -> Path:
     """Train tokenizer, SLM and the parts `cfg.final_methods` need (default: every evaluated
     method's: classifier, MAL) on all sessions into `out/final_model`."""
-    from convmem.corpus.manifest import read_manifest
+    from convmem.corpus.manifest import read_manifests
     from convmem.eval.runner import method_list, train_fold_models
 
-    manifest = Path(cfg.corpus.manifest) if cfg.corpus.manifest else out / "corpus" / "manifest.jsonl"
-    dialogues = read_manifest(manifest, labels=cfg.corpus.labels)
+    manifests = cfg.corpus.manifests() or [out / "corpus" / "manifest.jsonl"]
+    dialogues = read_manifests(manifests, labels=cfg.corpus.labels)
     sessions = sorted({d.session for d in dialogues})
     info = {"fold": "final", "train_sessions": sessions, "test_sessions": []}
     methods = method_list(cfg) if cfg.final_methods is None else list(cfg.final_methods)

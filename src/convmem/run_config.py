@@ -41,11 +41,13 @@ class CorpusSection:
     """Where conversations come from.
 
     manifest: a manifest made by `convmem synth` or `convmem corpus ...` (relative to the config's
-        working directory). When empty, the synthetic corpus `synth_preset`/`synth_seed` is
-        generated into `<out>/corpus` (once; a resumed run reuses it).
+        working directory), or a list of them to train and evaluate on their union (e.g. several
+        corpora; their session, dialogue and utterance ids must not collide). When empty, the
+        synthetic corpus `synth_preset`/`synth_seed` is generated into `<out>/corpus` (once; a
+        resumed run reuses it).
     """
 
-    manifest: str | None = None
+    manifest: str | list[str] | None = None
     synth_preset: str = "default"
     synth_seed: int = 0
     labels: list[str] = field(default_factory=lambda: ["neu", "hap", "sad", "ang"])
@@ -57,13 +59,26 @@ class CorpusSection:
         if bad:
             raise ConfigError(f"corpus.name: only {{synth_preset}} and {{synth_seed}} may be filled in, "
                               f"got {self.name!r} ({', '.join(sorted(bad))})")
+        if isinstance(self.manifest, list):
+            if not self.manifest:
+                raise ConfigError("corpus.manifest: an empty list (give a path, a list of paths, or nothing)")
+            twice = sorted({m for m in self.manifest if self.manifest.count(m) > 1})
+            if twice:
+                raise ConfigError(f"corpus.manifest: {twice[0]} is listed twice")
+
+    def manifests(self) -> list[str]:
+        """The manifest paths to read, in order ([] = the synthetic corpus)."""
+        if not self.manifest:
+            return []
+        return list(self.manifest) if isinstance(self.manifest, list) else [self.manifest]
 
     def title(self) -> str:
         """The corpus as reports and model cards name it. `{synth_preset}`/`{synth_seed}` in `name` are
         filled in, so `corpus.synth_seed=1` is not reported as seed 0; a run read from `manifest` is
         named by that manifest instead, because the generator settings then describe nothing."""
         if self.manifest and _name_fields(self.name):
-            return f"corpus from manifest {self.manifest}"
+            paths = self.manifests()
+            return f"corpus from manifest{'s' if len(paths) > 1 else ''} {', '.join(paths)}"
         return self.name.format(synth_preset=self.synth_preset, synth_seed=self.synth_seed)
 
 

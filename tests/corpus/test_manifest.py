@@ -100,3 +100,33 @@ def test_bad_write_leaves_existing_manifest_intact(tmp_path, tone_wav):
         write_manifest(path, [good, bad])
     assert path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_several_manifests_are_merged_and_ids_must_not_collide(tmp_path, tone_wav):
+    from convmem.corpus.manifest import read_manifests
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_manifest(tmp_path / "a" / "manifest.jsonl", [_dialogue(tmp_path, tone_wav, "ra_d1", "ra_S1")])
+    utts = [Utterance("tu_u0", "tu_A", 0.0, 1.0, "hap"), Utterance("tu_u1", "tu_B", 1.5, 2.0, None)]
+    b = write_manifest(tmp_path / "b" / "manifest.jsonl", [_dialogue(tmp_path, tone_wav, "tu_d1", "tu_S1", utts)])
+    merged = read_manifests([a, b])
+    assert [(d.dialogue_id, d.session) for d in merged] == [("ra_d1", "ra_S1"), ("tu_d1", "tu_S1")]
+    assert merged[1].audio.resolve() == tmp_path / "tu_d1.wav"  # paths stay relative to their own manifest
+    assert read_manifests([a]) == read_manifest(a)
+
+    same_utts = [Utterance(f"ra_d1_u{i}", f"x_{i}", 2.0 * i, 2.0 * i + 1, "neu") for i in range(2)]
+    clashes = {
+        "session 'ra_S1'": _dialogue(tmp_path, tone_wav, "x_d1", "ra_S1"),
+        "dialogue id 'ra_d1'": _dialogue(tmp_path, tone_wav, "ra_d1", "x_S1", utts),
+        "utterance id 'ra_d1_u0'": _dialogue(tmp_path, tone_wav, "x_d2", "x_S2", same_utts),
+    }
+    for i, (what, dialogue) in enumerate(clashes.items()):
+        c = write_manifest(tmp_path / f"c{i}.jsonl", [dialogue])
+        with pytest.raises(ManifestError) as err:
+            read_manifests([a, c])
+        assert str(err.value).startswith(f"{c}: {what} is also in {a}")
+    with pytest.raises(ManifestError, match="listed twice"):
+        read_manifests([a, b, a])
+    with pytest.raises(ManifestError, match="no manifest given"):
+        read_manifests([])

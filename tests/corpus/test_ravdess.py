@@ -185,7 +185,7 @@ def test_build_writes_audio_and_times_match(tmp_path):
 
 
 def test_seven_labels_scores_fear_disgust_surprise():
-    from convmem.corpus.ravdess import to_dialogues
+    from convmem.corpus.pseudo_conversations import to_dialogues
 
     plans = plan_dialogues(fake_clips([1, 2]), RavdessConfig())
     four = Counter(u.emotion for d in to_dialogues(plans, Path("/a"), "4") for u in d.utterances)
@@ -220,7 +220,7 @@ def test_skips_and_reports(tmp_path):
     report = RavdessReport()
     plans = plan_dialogues(scan_clips(src, report), RavdessConfig(), report)
     assert {p.session for p in plans} == {"ravdess_01-02"}
-    assert report.unpaired_actors == [3]
+    assert report.unpaired == [3]
     assert sorted(report.skipped_files) == ["02-01-03-01-01-01-01.mp4", "03-02-03-01-01-01-01.wav"]
     assert any("without a partner" in line for line in report.lines())
     sf.write(src / "Actor_01" / "03-01-03-01-01-01-01.wav", make_tone(0.2), 16000)  # .flac twin exists
@@ -258,3 +258,42 @@ def test_corpus_is_all_or_nothing(tmp_path):
     assert (out / "old.txt").exists()
     build_ravdess(good, out, force=True, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["audio", "manifest.jsonl"]
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_output_is_pinned_byte_for_byte(tmp_path):
+    """The shared pseudo-conversation module must keep RAVDESS's output exactly (manifest bytes and
+    every audio sample) for a seed; these digests were taken before it was factored out."""
+    src = write_fake_ravdess(tmp_path / "src", [1, 2])
+    build_ravdess(src, tmp_path / "out", RavdessConfig(seed=5, turns_per_dialogue=16), progress=False)
+    assert _sha((tmp_path / "out" / "manifest.jsonl").read_bytes()) == PINNED_FAKE_MANIFEST
+    waves = sorted((tmp_path / "out" / "audio").glob("*.wav"))
+    assert [w.stem for w in waves] == [f"ravdess_01-02_d0{k}" for k in range(1, 9)]
+    samples = b"".join(sf.read(w, dtype="int16")[0].tobytes() for w in waves)
+    assert _sha(samples) == PINNED_FAKE_SAMPLES
+
+
+PINNED_FAKE_MANIFEST = "87008efdec806c9f7da560ca6831dcccc7f09c172948875e53da1920fac1dd6c"
+PINNED_FAKE_SAMPLES = "4e999480666478fade712fb52d27e2b0451b581b2441819a053e98673b466142"
+
+
+@needs_ravdess
+@pytest.mark.parametrize(("config", "digest"), [
+    (RavdessConfig(), "3799b38e4c7ebfcaa8872d5b00644950314f6759a202722ebee4878376bda0b1"),
+    (RavdessConfig(seed=7, turns_per_dialogue=12, labels="7"),
+     "e66f8678d8d541a713d0698bae9cef77427e08e5500f3eff2f2bede7f43069de"),
+])
+def test_shared_ravdess_manifest_is_pinned(tmp_path, config, digest):
+    """`convmem corpus ravdess ../shared/data/ravdess16k OUT` writes this manifest (planned from the
+    headers here; no audio is rendered)."""
+    from convmem.corpus.manifest import write_manifest
+    from convmem.corpus.pseudo_conversations import LABEL_SETS, to_dialogues
+
+    dialogues = to_dialogues(plan_dialogues(scan_clips(RAVDESS16K), config), tmp_path / "audio", config.labels)
+    path = write_manifest(tmp_path / "manifest.jsonl", dialogues, labels=LABEL_SETS[config.labels], check_audio=False)
+    assert _sha(path.read_bytes()) == digest

@@ -1,7 +1,8 @@
-"""`convmem corpus {ravdess,iemocap,meld} ...`: turn a real corpus into OUT/manifest.jsonl.
+"""`convmem corpus {ravdess,nemo,turev,iemocap,meld} ...`: turn a real corpus into OUT/manifest.jsonl.
 
 Each writes OUT/manifest.jsonl and OUT/summary.json (counts and what the loader repaired or left
-out) all or nothing, and prints the summary. RAVDESS also writes OUT/audio/<dialogue>.wav.
+out) all or nothing, and prints the summary. RAVDESS, nEMO and TurEV-DB hold isolated acted clips:
+they become pseudo-conversations of two alternating speakers and also write OUT/audio/<dialogue>.wav.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("corpus", help="build a manifest from RAVDESS, IEMOCAP or MELD",
+    p = subparsers.add_parser("corpus", help="build a manifest from RAVDESS, nEMO, TurEV-DB, IEMOCAP or MELD",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="corpus", metavar="CORPUS", required=True)
 
-    r = sub.add_parser("ravdess", help="pseudo-conversations from RAVDESS actors (Actor_XX/03-01-*.wav|flac)")
-    r.add_argument("src", type=Path, help="folder with Actor_01 ... (48 kHz wav release or 16 kHz flac copy)")
-    r.add_argument("out", type=Path)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--turns", type=int, default=30, help="turns per dialogue, about (default 30)")
-    r.add_argument("--labels", choices=("4", "7"), default="4",
-                   help="4: fearful/disgust/surprised are unscored context (default); 7: scored")
+    r = _pseudo_parser(sub, "ravdess", "pseudo-conversations from RAVDESS actors (Actor_XX/03-01-*.wav|flac)",
+                       "folder with Actor_01 ... (48 kHz wav release or 16 kHz flac copy)",
+                       "4: fearful/disgust/surprised are unscored context (default); 7: scored")
+    n = _pseudo_parser(sub, "nemo", "pseudo-conversations from nEMO (Polish; metadata.csv + samples/)",
+                       "nEMO folder with metadata.csv", "4: fear/surprised are unscored context (default); 7: scored")
+    t = _pseudo_parser(sub, "turev", "pseudo-conversations from TurEV-DB (Turkish words; metadata.csv + "
+                       "{Angry,Calm,Happy,Sad}/)", "TurEV-DB folder with metadata.csv",
+                       "4 only: angry/happy/sad/calm, calm counted as neu (TurEV-DB has no neutral)", ("4",))
 
     i = sub.add_parser("iemocap", help="IEMOCAP_full_release (SessionN/dialog/EmoEvaluation ...)")
     i.add_argument("src", type=Path, help="the IEMOCAP_full_release folder")
@@ -38,27 +40,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--allow-missing", action="store_true",
                    help="leave out rows without audio (reported) instead of failing")
 
-    for sp in (r, i, m):
+    for sp in (r, n, t, i, m):
         sp.add_argument("--force", action="store_true", help="replace a non-empty OUT")
         sp.add_argument("--no-progress", action="store_true")
     return p
 
 
+def _pseudo_parser(sub, name: str, help: str, src_help: str, labels_help: str, labels=("4", "7")):
+    """The arguments every pseudo-conversation corpus takes."""
+    sp = sub.add_parser(name, help=help)
+    sp.add_argument("src", type=Path, help=src_help)
+    sp.add_argument("out", type=Path)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--turns", type=int, default=30, help="turns per dialogue, about (default 30)")
+    sp.add_argument("--labels", choices=labels, default="4", help=labels_help)
+    return sp
+
+
 def run(args) -> int:
-    from convmem.corpus.ravdess import check_output_dir
+    from convmem.corpus.pseudo_conversations import check_output_dir
     from convmem.corpus.types import EMOTIONS, EMOTIONS_7
 
     check_output_dir(args.out, args.force)  # before minutes of loading, not after
     progress = not args.no_progress
-    if args.corpus == "ravdess":
-        from convmem.corpus import ravdess
-
-        config = ravdess.RavdessConfig(seed=args.seed, turns_per_dialogue=args.turns, labels=args.labels)
-        rep = ravdess.RavdessReport()
-        plans = ravdess.plan_dialogues(ravdess.scan_clips(args.src, rep), config, rep)
-        _finish(args.out, lambda stage: ravdess.render_corpus(plans, stage, args.labels, progress), rep.lines(),
-                args.force, extra={"source": str(args.src), "seed": args.seed, "turns": args.turns,
-                                   "note": "pseudo-conversations of isolated acted sentences"})
+    if args.corpus in ("ravdess", "nemo", "turev"):
+        _pseudo_conversations(args, progress)
         return 0
     if args.corpus == "iemocap":
         from convmem.corpus.iemocap import IemocapReport, load_iemocap
@@ -79,6 +85,31 @@ def run(args) -> int:
                    "missing_audio": rep.missing_audio,
                    "note": "MELD speakers appear in every split: speaker-disjoint splits do not hold"})
     return 0
+
+
+def _pseudo_conversations(args, progress: bool) -> None:
+    """RAVDESS, nEMO or TurEV-DB: plan the pseudo-conversations, then render them into OUT."""
+    from convmem.corpus.pseudo_conversations import PseudoConversationConfig, PseudoReport, render_corpus
+
+    config = PseudoConversationConfig(seed=args.seed, turns_per_dialogue=args.turns, labels=args.labels)
+    rep = PseudoReport()
+    extra = {"source": str(args.src), "seed": args.seed, "turns": args.turns,
+             "note": "pseudo-conversations of isolated acted sentences"}
+    if args.corpus == "ravdess":
+        from convmem.corpus import ravdess
+
+        plans = ravdess.plan_dialogues(ravdess.scan_clips(args.src, rep), config, rep)
+    else:
+        from convmem.corpus.clip_metadata import plan_metadata_corpus, summary_extra
+        from convmem.corpus.nemo import NEMO
+        from convmem.corpus.turev import TUREV
+
+        spec = NEMO if args.corpus == "nemo" else TUREV
+        plans, pairing = plan_metadata_corpus(args.src, spec, config, rep)
+        extra["note"] = f"pseudo-conversations of isolated acted {spec.clips_are}"
+        extra.update(summary_extra(spec, pairing, args.labels))
+    _finish(args.out, lambda stage: render_corpus(plans, stage, args.labels, progress, f"{args.corpus} dialogues"),
+            rep.lines(), args.force, extra=extra)
 
 
 def summarize(dialogues) -> dict:
@@ -110,7 +141,7 @@ def _manifest_writer(dialogues, labels):
 
 def _finish(out: Path, write_into, report_lines: list[str], force: bool, extra: dict) -> None:
     """Build OUT in a staging folder with `write_into(stage) -> dialogues`, add summary.json, rename."""
-    from convmem.corpus.ravdess import staged_directory
+    from convmem.corpus.pseudo_conversations import staged_directory
     from convmem.fileio import atomic_write_json
 
     with staged_directory(out, force) as stage:

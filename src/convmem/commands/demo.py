@@ -33,8 +33,8 @@ def run(args) -> int:
     print(f"convmem demo: {cfg.corpus.title()}, folds {cfg.folds.test_sessions or 'all'}, "
           f"methods {', '.join(cfg.eval.methods)}")
     out = execute(cfg, args.out)
-    corpus = Path(cfg.corpus.manifest).parent if cfg.corpus.manifest else out / "corpus"
-    _print_corpus(corpus)
+    for corpus in [Path(m).parent for m in cfg.corpus.manifests()] or [out / "corpus"]:
+        _print_corpus(corpus)
     print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min; report: {out / 'report.md'}")
     if cfg.final:
         print(f"model ready: {out / 'final_model'}  (try: convmem predict {out / 'final_model'} some.wav)")

@@ -58,6 +58,36 @@ def read_manifest(
     return dialogues
 
 
+def read_manifests(paths: Iterable[str | Path], labels: Iterable[str] | None = None) -> list[Dialogue]:
+    """Read several manifests (e.g. one per corpus) into one list, in the order given.
+
+    Each is read and validated as by `read_manifest`; then dialogue, session and utterance ids must
+    stay unique across files, because folds are made of sessions and caches are keyed by ids. A
+    collision is a ManifestError naming both files (prefix the ids by corpus, as the loaders do).
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ManifestError("no manifest given")
+    labels = None if labels is None else list(labels)
+    owners: dict[str, dict[str, Path]] = {"session": {}, "dialogue id": {}, "utterance id": {}}
+    merged: list[Dialogue] = []
+    for i, path in enumerate(paths):
+        if path in paths[:i]:
+            raise ManifestError(f"{path}: manifest listed twice")
+        dialogues = read_manifest(path, labels=labels)
+        found = {"session": {d.session for d in dialogues},
+                 "dialogue id": {d.dialogue_id for d in dialogues},
+                 "utterance id": {u.id for d in dialogues for u in d.utterances}}
+        for kind, ids in found.items():
+            clash = sorted(ids & owners[kind].keys())
+            if clash:
+                raise ManifestError(f"{path}: {kind} {clash[0]!r} is also in {owners[kind][clash[0]]} "
+                                    f"({len(clash)} shared); mixed manifests need distinct ids")
+            owners[kind].update(dict.fromkeys(ids, path))
+        merged.extend(dialogues)
+    return merged
+
+
 def write_manifest(
     path: str | Path,
     dialogues: Iterable[Dialogue],

@@ -134,11 +134,11 @@ def fold_info(fold, by_id) -> dict:
 # ---------------------------------------------------------------- corpus and folds
 
 def corpus_dialogues(cfg: RunConfig, synth_dir: Path, rank: int = 0) -> list[Dialogue]:
-    """The config's corpus: its manifest, or the synthetic preset generated once into `synth_dir`."""
-    from convmem.corpus.manifest import read_manifest
+    """The config's corpus: its manifest(s), or the synthetic preset generated once into `synth_dir`."""
+    from convmem.corpus.manifest import read_manifest, read_manifests
 
     if cfg.corpus.manifest:
-        return read_manifest(cfg.corpus.manifest, labels=cfg.corpus.labels)
+        return read_manifests(cfg.corpus.manifests(), labels=cfg.corpus.labels)
     manifest = synth_dir / "manifest.jsonl"
     if not manifest.exists():
         if rank != 0:
