@@ -2,7 +2,8 @@
 experiment runner load, holding everything inference needs and nothing it must not see.
 
     MODEL_DIR/
-      bundle.json      format, labels, n_limit, which parts exist, the run config that made it
+      bundle.json      format, labels, n_limit, which parts exist, the run config that made it and
+                       "training": its scored utterances per label, sessions and speakers
       tokenizer/       the fitted speech tokenizer (tokenizers.load_tokenizer)
       slm/             the emotion SLM, LoRA merged in fp32 (slm.model.load_model)
       classifier/      the classifier baseline (optional)
@@ -50,12 +51,7 @@ class Bundle:
 
     @property
     def methods(self) -> list[str]:
-        out = ["none", "window", "window_full", "dpm"]
-        if self.classifier is not None:
-            out.insert(3, "classifier")
-        if self.mal_adapter is not None:
-            out.append("mal")
-        return out
+        return _methods(self.classifier is not None, self.mal_adapter is not None)
 
     def memory(self, method: str, dpm_overrides: dict | None = None, window_full_limit: int | None = None):
         """The Memory (memory/base.py) for `method`; `dpm*` methods take DPMConfig overrides."""
@@ -156,6 +152,52 @@ def save_parts(path: Path, *, labels, n_limit: int, config: dict, tokenizer=None
     return path
 
 
+def _methods(classifier: bool, mal: bool) -> list[str]:
+    return ["none", "window", "window_full", *(["classifier"] if classifier else []), "dpm", *(["mal"] if mal else [])]
+
+
+def read_model_info(path: str | Path) -> dict:
+    """bundle.json of the model directory `path`, checked to be one (with tokenizer/ and slm/), without
+    loading any weights."""
+    path = Path(path)
+    if not (path / BUNDLE_FILE).is_file():
+        raise ConvmemError(f"{path}: not a convmem model directory (no {BUNDLE_FILE}); train one with `convmem run`")
+    info = _read_info(path)
+    for part in ("tokenizer", "slm"):
+        if not (path / part).is_dir():
+            raise ConvmemError(f"{path}: model directory is incomplete: missing {part}/")
+    return info
+
+
+def model_methods(path: str | Path) -> list[str]:
+    """The methods `Bundle.methods` of the model directory `path` will offer, without loading it."""
+    path = Path(path)
+    return _methods((path / "classifier").is_dir(), (path / "mal").is_dir())
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """sha256 hex of every file of the model directory `path` (relative names and contents; hidden
+    temporary files left out): two directories with equal fingerprints make the same predictions."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0%d\0" % f.stat().st_size)
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def model_title(path: str | Path) -> str:
+    """The model as its card names it ("<config> / <fold>" from MODEL_CARD.md), else the folder name."""
+    card = Path(path) / "MODEL_CARD.md"
+    first = card.read_text(encoding="utf-8").split("\n", 1)[0] if card.is_file() else ""
+    prefix = "# convmem model: "
+    return first[len(prefix):].strip() if first.startswith(prefix) else Path(path).name
+
+
 def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     """Load every part of a model directory (the SLM with its LoRA merged, fp32)."""
     from convmem.config import from_dict
@@ -164,12 +206,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     from convmem.tokenizers.base import load_tokenizer
 
     path = Path(path)
-    if not (path / BUNDLE_FILE).is_file():
-        raise ConvmemError(f"{path}: not a convmem model directory (no {BUNDLE_FILE}); train one with `convmem run`")
-    info = _read_info(path)
-    for part in ("tokenizer", "slm"):
-        if not (path / part).is_dir():
-            raise ConvmemError(f"{path}: model directory is incomplete: missing {part}/")
+    info = read_model_info(path)
     slm, vocab, slm_cfg = load_model(path / "slm", merge=True)
     slm = slm.to(device).eval()
     for p in slm.parameters():

@@ -1,6 +1,6 @@
 """`convmem` command line: thin. Parses arguments and calls the library.
 
-Each subcommand lives in `convmem/commands/<name>.py` and exposes
+Each subcommand lives in `convmem/commands/<name>.py` (`-` in a name is `_` there) and exposes
 `add_parser(subparsers)` (cheap: argparse only) and `run(args) -> int`. Heavy imports
 (torch, transformers, peft) happen inside `run`, so `convmem --help` stays fast.
 """
@@ -16,7 +16,7 @@ from convmem.errors import ConvmemError
 
 # Order here is the order in `convmem --help`. A name whose module is not there yet is
 # skipped, so commands land one at a time.
-COMMANDS = ("demo", "synth", "corpus", "tokenize", "train", "eval", "run", "predict", "serve")
+COMMANDS = ("demo", "synth", "corpus", "tokenize", "train", "eval", "eval-model", "run", "predict", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"convmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        module_name = f"convmem.commands.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"convmem.commands.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"convmem.commands.{name}":
+            if exc.name == module_name:
                 continue
             raise
         sp = module.add_parser(sub)

@@ -2,15 +2,16 @@
 
 Every test utterance gets the class that is most frequent among the scored utterances of the
 fold's *training* sessions (ties go to the earlier label), with the training class frequencies as
-its probabilities. It reads neither audio nor the test sessions' labels, so it is a prediction like
-any other and is scored, bootstrapped and paired-tested by the same code. On imbalanced data it has
+its probabilities; a model scored on another corpus (`convmem eval-model`) uses the counts its
+training recorded in the model directory. It reads neither audio nor the test sessions' labels, so
+it is a prediction like any other and is scored, bootstrapped and paired-tested by the same code. On imbalanced data it has
 a high WA and a UA of 1 / n_classes; a method "beats the majority class" when the paired bootstrap
 CI of its ΔWA against this row lies above zero (report.md's headline says so per method).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -20,22 +21,44 @@ from convmem.errors import ConfigError
 METHOD = "majority"
 
 
+def label_counts(dialogues: Sequence[Dialogue], labels: Sequence[str]) -> dict[str, int]:
+    """{label: scored utterances of `dialogues` with that label}, every label of `labels` listed.
+
+    What `convmem train` records in a model directory (bundle.json "training"), so a model scored
+    on another corpus (`convmem eval-model`) still has its training majority class."""
+    counts = {lab: 0 for lab in labels}
+    for d in dialogues:
+        for u in d.utterances:
+            if u.emotion in counts:
+                counts[u.emotion] += 1
+    return counts
+
+
+def prior_of_counts(counts: Mapping[str, int], labels: Sequence[str],
+                    where: str = "the training sessions") -> np.ndarray:
+    """float64[len(labels)]: `counts` ({label: n}) as frequencies in label order."""
+    freq = np.array([float(counts.get(lab, 0)) for lab in labels], dtype=np.float64)
+    if freq.sum() <= 0:
+        raise ConfigError(f"majority baseline: {where} have no scored utterance with a label in " + ", ".join(labels))
+    return freq / freq.sum()
+
+
 def training_prior(train: Sequence[Dialogue], labels: Sequence[str]) -> np.ndarray:
     """float64[len(labels)]: class frequencies among the scored utterances of `train`."""
-    counts = np.zeros(len(labels), dtype=np.float64)
-    for d in train:
-        for u in d.utterances:
-            if u.emotion in labels:
-                counts[labels.index(u.emotion)] += 1
-    if counts.sum() == 0:
-        raise ConfigError("majority baseline: the training sessions have no scored utterance with a label in "
-                          + ", ".join(labels))
-    return counts / counts.sum()
+    return prior_of_counts(label_counts(train, labels), labels)
 
 
 def majority_rows(train: Sequence[Dialogue], test: Sequence[Dialogue], token_counts: dict[str, int],
                   labels: Sequence[str], fold: str, n_limit: int, history_extra: int) -> list[dict]:
-    """Prediction rows (the runner's row format) of the majority class for every scored test utterance.
+    """Prediction rows (the runner's row format) of the majority class of `train` for every scored
+    test utterance (`prior_rows` with `training_prior(train, labels)`)."""
+    return prior_rows(training_prior(train, labels), test, token_counts, labels, fold, n_limit, history_extra)
+
+
+def prior_rows(prior: np.ndarray, test: Sequence[Dialogue], token_counts: dict[str, int],
+               labels: Sequence[str], fold: str, n_limit: int, history_extra: int) -> list[dict]:
+    """Prediction rows of the class `prior` (training class frequencies, label order) makes most
+    likely, with `prior` as probabilities, for every scored test utterance.
 
     Args:
         token_counts: {utterance id: audio tokens of that utterance}, so that history_tokens and
@@ -44,7 +67,6 @@ def majority_rows(train: Sequence[Dialogue], test: Sequence[Dialogue], token_cou
             (`<audio_end>`, plus one emotion token when the run feeds predictions back).
     """
     labels = list(labels)
-    prior = training_prior(train, labels)
     predicted = labels[int(np.argmax(prior))]
     probs = [float(p) for p in prior]
     rows = []

@@ -94,6 +94,10 @@ def render_report(results: dict, plots: dict[str, str] | None = None) -> str:
     out = [f"# Emotion recognition in long conversations: {meta['corpus']}", "",
            f"Run: {run_description(results)} | {results['n_rows']} prediction rows | "
            f"config `{meta.get('config', '?')}` | commit `{meta.get('commit', '?')}`", ""]
+    if isinstance(meta.get("model"), dict):  # a trained model scored on this corpus (convmem eval-model)
+        model = meta["model"]
+        out += [f"Model: `{model.get('title', '?')}` at `{model.get('path', '?')}` (fingerprint "
+                f"`{str(model.get('fingerprint', '?'))[:16]}`) | manifest `{meta.get('manifest', '?')}`", ""]
     if meta.get("caveat"):
         out += [f"> **Caveat:** {meta['caveat']}", ""]
     boot = results["settings"]["bootstrap"]

@@ -30,7 +30,7 @@ from convmem.config import to_dict
 from convmem.corpus.types import Dialogue
 from convmem.errors import ConfigError, ConvmemError
 from convmem.eval.majority import METHOD as MAJORITY
-from convmem.eval.majority import majority_rows
+from convmem.eval.majority import label_counts, prior_rows, training_prior
 from convmem.fileio import atomic_write_json, atomic_write_text
 from convmem.run_config import BASE_METHODS, RunConfig
 
@@ -97,23 +97,9 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None,
         if rank == 0:
             train_fold_models(cfg, train, fdir / "model", methods, out / "cache", fold_info=fold_info(fold, by_id))
         _barrier(world)
-        bundle = None
-        for method in methods:
-            stage(fold.name, f"eval {method}")
-            pred_file = fdir / f"predictions_{method}.json"
-            if pred_file.exists():
-                continue
-            if bundle is None:
-                from convmem.bundle import load_bundle
-
-                bundle = load_bundle(fdir / "model")
-                codes = _encode(bundle.tokenizer, test, out / "cache")
-                marks = _marks(bundle.vocab.prosody_marks, test, out / "cache")
-            if method == MAJORITY:
-                rows, cost = _majority(cfg, train, test[rank::world], codes, fold.name, bundle.n_limit, marks)
-            else:
-                rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold.name, rank, world, marks)
-            _write_shard(pred_file, rows, cost, rank, world)
+        prior = training_prior(train, cfg.corpus.labels) if MAJORITY in methods else None
+        evaluate_fold(cfg, fdir / "model", methods, test, fdir, fold.name, out / "cache", prior, rank, world,
+                      on_method=lambda m, name=fold.name: stage(name, f"eval {m}"))
         stage(fold.name, "done")
     stage("all", "report")
     if rank == 0:
@@ -170,16 +156,22 @@ def _folds(cfg: RunConfig, dialogues: list[Dialogue]):
 
 def _check_or_write_config(out: Path, cfg: RunConfig) -> None:
     """A run folder belongs to one config: resuming with a different one is an error."""
-    path = out / CONFIG_FILE
-    current = _comparable(to_dict(cfg))
+    claim_folder(out / CONFIG_FILE, to_dict(cfg), _comparable, "a run with a different config")
+
+
+def claim_folder(path: Path, settings: dict, comparable: Callable[[dict], dict], other: str) -> None:
+    """`path` (a JSON file in an output folder) records the settings the folder's outputs were made
+    with: written on first use; a later use whose `comparable(settings)` differs is a ConfigError
+    saying the folder holds `other` and where the settings differ."""
+    current = comparable(settings)
     if path.exists():
-        previous = _comparable(json.loads(path.read_text()))
+        previous = comparable(json.loads(path.read_text()))
         if previous != current:
             diff = sorted(_diff_keys(previous, current))
-            raise ConfigError(f"{out}: holds a run with a different config (differs at: {', '.join(diff[:5])}); "
+            raise ConfigError(f"{path.parent}: holds {other} (differs at: {', '.join(diff[:5])}); "
                               "use another out folder")
         return
-    atomic_write_json(path, to_dict(cfg))
+    atomic_write_json(path, settings)
 
 
 def _comparable(d: dict) -> dict:
@@ -255,7 +247,8 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
 
     torch.manual_seed(cfg.seed)
     labels = tuple(cfg.corpus.labels)
-    common = dict(labels=labels, n_limit=cfg.slm.n_limit, config=to_dict(cfg), dpm_config=cfg.dpm)
+    common = dict(labels=labels, n_limit=cfg.slm.n_limit, config=to_dict(cfg), dpm_config=cfg.dpm,
+                  extra={"training": training_summary(train, labels)})
     if (model_dir / "tokenizer").is_dir():
         tokenizer = load_tokenizer(model_dir / "tokenizer")
     else:
@@ -317,6 +310,15 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         save_parts(model_dir, card=render_card(cfg, fold_info or {}, train), **common)
     assert (model_dir / BUNDLE_FILE).exists()
     return model_dir
+
+
+def training_summary(train: list[Dialogue], labels) -> dict:
+    """What a model directory records of its training data (bundle.json "training"): the scored
+    utterances per label (so a majority-class row can be scored on any other corpus), and the
+    sessions and speakers it heard (so an evaluation can say when they reappear)."""
+    return {"label_counts": label_counts(train, labels), "dialogues": len(train),
+            "sessions": sorted({d.session for d in train}),
+            "speakers": sorted({u.speaker for d in train for u in d.utterances})}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -385,12 +387,40 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
     return rows, cost
 
 
-def _majority(cfg: RunConfig, train: list[Dialogue], mine: list[Dialogue], codes: dict[str, np.ndarray],
+def evaluate_fold(cfg: RunConfig, model, methods: list[str], test: list[Dialogue], fdir: Path, fold: str,
+                  cache_root: Path, prior: np.ndarray | None = None, rank: int = 0, world: int = 1,
+                  on_method: Callable[[str], None] | None = None) -> None:
+    """Write `fdir`/predictions_<method>.json for each of `methods` whose file is not there yet.
+
+    model: a loaded Bundle, or its directory (loaded only when some method's file is missing).
+    prior: the majority row's class frequencies (eval/majority.py), needed when `methods` lists it.
+    on_method(method) is called before each method, done or not (progress)."""
+    bundle = None
+    for method in methods:
+        if on_method is not None:
+            on_method(method)
+        pred_file = fdir / f"predictions_{method}.json"
+        if pred_file.exists():
+            continue
+        if bundle is None:
+            from convmem.bundle import load_bundle
+
+            bundle = load_bundle(model) if isinstance(model, (str, Path)) else model
+            codes = _encode(bundle.tokenizer, test, cache_root)
+            marks = _marks(bundle.vocab.prosody_marks, test, cache_root)
+        if method == MAJORITY:
+            rows, cost = _majority(cfg, prior, test[rank::world], codes, fold, bundle.n_limit, marks)
+        else:
+            rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold, rank, world, marks)
+        _write_shard(pred_file, rows, cost, rank, world)
+
+
+def _majority(cfg: RunConfig, prior: np.ndarray, mine: list[Dialogue], codes: dict[str, np.ndarray],
               fold: str, n_limit: int, marks: dict[str, np.ndarray] | None = None) -> tuple[list[dict], dict]:
     extra = 1 + (cfg.eval.emotion_tokens == "predicted")  # <audio_end> [+ the predicted emotion token]
     own = 0 if marks is None else MARKS_PER_TURN  # an utterance's input: its codes [+ its marks]
-    rows = majority_rows(train, mine, {u.id: len(codes[u.id]) + own for d in mine for u in d.utterances},
-                         cfg.corpus.labels, fold, n_limit, extra)
+    rows = prior_rows(prior, mine, {u.id: len(codes[u.id]) + own for d in mine for u in d.utterances},
+                      cfg.corpus.labels, fold, n_limit, extra)
     cost = {"seconds": 0.0, "utterances": sum(len(d.utterances) for d in mine),
             "audio_seconds": sum(d.duration for d in mine)}
     return rows, cost
@@ -461,6 +491,18 @@ def _barrier(world: int) -> None:
 
 def finish_report(cfg: RunConfig, out: Path, folds: list[str], methods: list[str]) -> Path:
     """Merge every fold's predictions into results.json, predictions.csv, plots and report.md."""
+    meta = {
+        "corpus": cfg.corpus.title(), "caveat": cfg.corpus.caveat, "folds": folds, "seeds": [cfg.seed],
+        "n_limit": cfg.slm.n_limit, "config": cfg.name, "methods": methods, "commit": code_commit(),
+    }
+    return write_outputs(out, folds, methods, tuple(cfg.corpus.labels), meta, cfg.eval.bootstrap, cfg.seed)
+
+
+def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple[str, ...], meta: dict,
+                  bootstrap: int, seed: int) -> Path:
+    """`out`/folds/<fold>/predictions_<method>.json of every fold and method -> predictions.csv,
+    results.json (`meta` passed through; checked to recompute from the CSV), cost.json, plots and
+    report.md in `out`, each written atomically. Returns the report's path."""
     from convmem.eval.predictions import Prediction, table_from_predictions, write_predictions_csv
     from convmem.eval.plots import write_plots
     from convmem.eval.report import write_report
@@ -477,13 +519,8 @@ def finish_report(cfg: RunConfig, out: Path, folds: list[str], methods: list[str
             for k, v in blob["cost"].items():
                 if k != "processes":
                     c[k] = c.get(k, 0) + v
-    labels = tuple(cfg.corpus.labels)
     table = table_from_predictions(preds, labels, origin=str(out))
-    meta = {
-        "corpus": cfg.corpus.title(), "caveat": cfg.corpus.caveat, "folds": folds, "seeds": [cfg.seed],
-        "n_limit": cfg.slm.n_limit, "config": cfg.name, "methods": methods, "commit": _commit(),
-    }
-    rcfg = ResultsConfig(bootstrap=BootstrapConfig(n_resamples=cfg.eval.bootstrap, seed=cfg.seed))
+    rcfg = ResultsConfig(bootstrap=BootstrapConfig(n_resamples=bootstrap, seed=seed))
     pred_path = out / "predictions.csv"
     write_predictions_csv(pred_path, table)
     results = build_results(table, meta, rcfg)
@@ -502,7 +539,7 @@ def finish_report(cfg: RunConfig, out: Path, folds: list[str], methods: list[str
     return write_report(shown, out, plots)
 
 
-def _commit() -> str:
+def code_commit() -> str:
     """The code version that produced the figures (git commit of the package's checkout)."""
     import subprocess
 
