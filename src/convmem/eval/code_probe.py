@@ -35,14 +35,21 @@ def bag_of_codes(codes: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([shares, [np.log(codes.size), changes]])
 
 
-def probe_rows(dialogues: Sequence[Dialogue], codes: dict[str, np.ndarray], size: int,
+def frame_statistics(frames: np.ndarray) -> np.ndarray:
+    """float[frames, dim] continuous encoder frames -> float64[2 * dim]: their mean and std."""
+    frames = np.asarray(frames, dtype=np.float64)
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
+
+
+def probe_rows(dialogues: Sequence[Dialogue], vectors: dict[str, np.ndarray],
                labels: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Features of every scored turn. Returns ({way: float64[n, dim]}, label int64[n], session str[n])."""
+    """Features of every scored turn from one vector per utterance ({id: float[dim]}, e.g. a
+    bag of codes). Returns ({way: float64[n, dim]}, label int64[n], session str[n])."""
     alone, relative, ys, sessions = [], [], [], []
     for dialogue in dialogues:
         earlier: dict[str, list[np.ndarray]] = {}
         for utt in dialogue.utterances:
-            bag = bag_of_codes(codes[utt.id], size)
+            bag = vectors[utt.id]
             seen = earlier.setdefault(utt.speaker, [])
             habit = np.mean(seen, axis=0) if seen else bag
             seen.append(bag)  # after the mean: the turn itself is not its own reference
@@ -59,7 +66,7 @@ def probe_rows(dialogues: Sequence[Dialogue], codes: dict[str, np.ndarray], size
 
 def loso_probe(dialogues: Sequence[Dialogue], fold_codes: Callable[[list[str]], dict[str, np.ndarray]],
                size: int, labels: Sequence[str]) -> dict:
-    """Leave-one-session-out probe.
+    """Leave-one-session-out probe of codes read as bags (`bag_of_codes`).
 
     Args:
         fold_codes: training sessions -> codes of every utterance of `dialogues` from a tokenizer
@@ -67,6 +74,18 @@ def loso_probe(dialogues: Sequence[Dialogue], fold_codes: Callable[[list[str]], 
         size: codebook size; labels: the scored classes (prediction = index into them).
     Returns: {"folds": {session: {way: WA %}}, way: {"wa", "ua"} pooled %, "majority_wa", "n"}.
     """
+    def fold_vectors(train_sessions: list[str]) -> dict[str, np.ndarray]:
+        return {k: bag_of_codes(c, size) for k, c in fold_codes(train_sessions).items()}
+
+    return loso_probe_vectors(dialogues, fold_vectors, labels)
+
+
+def loso_probe_vectors(dialogues: Sequence[Dialogue], fold_vectors: Callable[[list[str]], dict[str, np.ndarray]],
+                       labels: Sequence[str]) -> dict:
+    """Leave-one-session-out probe of one vector per utterance (`loso_probe`'s returns).
+
+    fold_vectors: training sessions -> {utterance id: float[dim]} from whatever was fitted on
+    those sessions only (codes as bags, or `frame_statistics` of a frozen encoder's frames)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -83,7 +102,7 @@ def loso_probe(dialogues: Sequence[Dialogue], fold_codes: Callable[[list[str]], 
     golds, folds = [], {}
     for test in sessions:
         train_sessions = [s for s in sessions if s != test]
-        feats, y, sess = probe_rows(dialogues, fold_codes(train_sessions), size, labels)
+        feats, y, sess = probe_rows(dialogues, fold_vectors(train_sessions), labels)
         train, held = sess != test, sess == test
         folds[test] = {}
         for way in WAYS:

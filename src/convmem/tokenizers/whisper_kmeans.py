@@ -112,7 +112,7 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
     def _manifest_extra(self) -> dict:
         return {"weights_sha256": whisper_package(self.config.model).sha256}
 
-    def _features_many(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+    def features_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """16 kHz float32[samples] each -> float32[n_frames, hidden] each (float16-rounded)."""
         store = None
         if self.config.feature_cache:
@@ -130,7 +130,7 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
         return [f.astype(np.float32) for f in found]
 
     def features(self, wave: np.ndarray) -> np.ndarray:
-        return self._features_many([wave])[0]
+        return self.features_batch([wave])[0]
 
     def fit(self, waveforms: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE):
         """Learn the codebook from `waveforms` (training sessions only); returns self."""
@@ -141,10 +141,10 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
             for wave in iter_waveforms(waveforms, sample_rate):
                 batch.append(wave)
                 if len(batch) == FEATURE_BATCH:
-                    yield from self._features_many(batch)
+                    yield from self.features_batch(batch)
                     batch = []
             if batch:
-                yield from self._features_many(batch)
+                yield from self.features_batch(batch)
 
         self.codebook = KMeansCodebook.fit(batches(), cfg.codebook_size, cfg.seed, cfg.max_fit_frames, cfg.n_init)
         return self
