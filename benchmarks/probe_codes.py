@@ -41,14 +41,17 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         raise ConfigError(f"--tokenizer {spec!r}: options are not JSON ({exc.msg})") from None
 
 
-def whisper_statistics(dialogues, options: dict) -> dict:
-    """{utterance id: mean+std of a packaged Whisper layer's 25 Hz frames} (feature store reused)."""
+def whisper_statistics(dialogues, options: dict, cache) -> dict:
+    """{utterance id: mean+std of a packaged Whisper layer's 25 Hz frames} (the cache's feature store
+    when --cache is given)."""
     from tqdm import tqdm
 
     from convmem.tokenizers import utterance_waveform
     from convmem.tokenizers.whisper_kmeans import WhisperKMeansTokenizer, WhisperKMeansConfig
 
     reader = WhisperKMeansTokenizer(WhisperKMeansConfig(**options))
+    if cache is not None:
+        cache.attach(reader)
     items = [(d, u) for d in dialogues for u in d.utterances]
     vectors = {}
     for a in tqdm(range(0, len(items), 32), desc="whisper frames", unit="batch"):
@@ -78,7 +81,7 @@ def main(argv=None) -> int:
         kind, options = parse_spec(spec)
         if kind != "whisper":
             raise ConfigError(f"--features {spec!r}: only 'whisper' frames are offered")
-        vectors = whisper_statistics(dialogues, options)
+        vectors = whisper_statistics(dialogues, options, cache)
         out = loso_probe_vectors(dialogues, lambda train: vectors, list(EMOTIONS))  # frozen: nothing to fit
         results.append({"features": kind, "options": options, **out})
         print(f"{spec}: {json.dumps({w: out[w] for w in WAYS})}", flush=True)
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
         size = build_tokenizer(kind, **options).codebook_size
 
         def fold_codes(train, kind=kind, options=options):
-            tok = fit_on_dialogues(build_tokenizer(kind, **options), dialogues, train, progress=False)
+            tok = fit_on_dialogues(build_tokenizer(kind, **options), dialogues, train, progress=False, cache=cache)
             return encode_dialogues(tok, dialogues, cache, progress=False)
 
         out = loso_probe(dialogues, fold_codes, size, list(EMOTIONS))

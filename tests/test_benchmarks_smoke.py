@@ -70,6 +70,39 @@ def test_probe_codes_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_whisper_probes_and_front_end_cost_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
+    from convmem.cli import main
+
+    corpus = tmp_path / "corpus"
+    assert main(["synth", str(corpus), "--preset", "tiny", "--seed", "0", "--quiet", "--workers", "1"]) == 0
+    env = {**os.environ, "CONVMEM_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "layers.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "probe_whisper_layers.py"), str(corpus / "manifest.jsonl"),
+                           "--model", "tiny.en", "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["layer"] for r in data["results"]] == [0, 1, 2, 3, 4] and data["padded"] is False
+    assert all(set(r["folds"]) == {"S01", "S02", "S03"} and 0 <= r["alone"]["wa"] <= 100 for r in data["results"])
+    out = tmp_path / "probe.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "probe_codes.py"), str(corpus / "manifest.jsonl"),
+                           "--features", 'whisper:{"model": "tiny.en", "layer": 2}', "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frames = json.loads(out.read_text())["results"][0]
+    # the same layer, the same folds, the same probe: the two scripts agree
+    assert frames["features"] == "whisper" and frames["alone"] == data["results"][2]["alone"]
+    out = tmp_path / "whisper.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "bench_whisper.py"), "--models", "tiny.en",
+                           "--threads", "1", "--utterances", "3", "--padded-utterances", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cost = json.loads(out.read_text())
+    rtf = [r for r in cost["results"] if "rtf_variable" in r]
+    assert len(rtf) == 1 and rtf[0]["rtf_variable"] > 0 and rtf[0]["rtf_padded"] > 0
+    assert "| model | threads |" in proc.stdout
+
+
+@pytest.mark.slow
 def test_single_turn_ceiling_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
     from collections import Counter
 

@@ -13,12 +13,11 @@ from convmem.tokenizers.whisper_kmeans import WhisperFeatureStore
 
 from .conftest import speechlike
 
-OPTIONS = dict(model="tiny.en", layer=2, codebook_size=16, seed=0)
+OPTIONS = dict(model="tiny.en", codebook_size=16, seed=0)  # layer: the middle one, 2
 
 
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CONVMEM_CACHE", str(tmp_path / "cache"))
+@pytest.fixture
+def own_cache(tmp_path):
     return tmp_path / "cache"
 
 
@@ -28,14 +27,8 @@ def train_waves():
 
 
 @pytest.fixture(scope="module")
-def fitted(train_waves, tmp_path_factory):
-    import os
-
-    os.environ["CONVMEM_CACHE"] = str(tmp_path_factory.mktemp("fitcache"))
-    try:
-        return build_tokenizer("whisper-kmeans", **OPTIONS).fit(train_waves)
-    finally:
-        del os.environ["CONVMEM_CACHE"]
+def fitted(train_waves):
+    return build_tokenizer("whisper-kmeans", **OPTIONS).fit(train_waves)
 
 
 def test_ten_seconds_give_250_codes_in_range(fitted):
@@ -71,12 +64,15 @@ def test_fingerprint_covers_weights_layer_and_codebook(fitted, train_waves, tmp_
         load_tokenizer(tmp_path / "tok")
 
 
-def test_features_are_stored_once_and_a_stored_run_gives_the_same_codes(fitted, own_cache, monkeypatch):
+def test_features_are_kept_only_beside_a_code_cache_and_give_the_same_codes(fitted, own_cache, monkeypatch):
     wave = speechlike(2.5, seed=11)
-    fitted._store = None  # this test's cache root
-    first = fitted.encode(wave)
-    stored = list((own_cache / "whisper-features").rglob("*.npy"))
-    assert len(stored) == 1
+    fitted.cache_features_in(None)
+    first = fitted.encode(wave)  # no code cache: nothing written (predict, serve)
+    assert not own_cache.exists()
+    cache = CodeCache(own_cache / "codes")
+    np.testing.assert_array_equal(cache.encode(fitted, wave), first)
+    stored = list((own_cache / "codes" / "features").rglob("*.npy"))
+    assert len(stored) == 1 and fitted.caches_features
 
     def no_encoder(*args, **kwargs):
         raise AssertionError("the stored features should have been used")
@@ -87,10 +83,11 @@ def test_features_are_stored_once_and_a_stored_run_gives_the_same_codes(fitted, 
     stored[0].write_bytes(b"damaged")
     with pytest.warns(UserWarning, match="running the encoder again"):
         np.testing.assert_array_equal(fitted.encode(wave), first)
+    fitted.cache_features_in(None)
 
 
 def test_store_keys_by_model_layer_and_content(own_cache):
-    a, b = WhisperFeatureStore("tiny.en", 2), WhisperFeatureStore("tiny.en", 3)
+    a, b = WhisperFeatureStore("tiny.en", 2, own_cache), WhisperFeatureStore("tiny.en", 3, own_cache)
     wave = speechlike(1.0, seed=1)
     a.put(wave, np.ones((25, 384), np.float32))
     assert a.get(wave, 384) is not None and a.get(wave, 384).dtype == np.float16
@@ -107,6 +104,12 @@ def test_the_code_cache_works_as_for_every_tokenizer(fitted, tmp_path):
     assert (cache.hits, cache.misses) == (0, 1)
     np.testing.assert_array_equal(cache.encode(fitted, wave), codes)
     assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_the_default_layer_is_the_middle_block():
+    assert build_tokenizer("whisper-kmeans").config.layer == 3  # base: 6 blocks
+    assert build_tokenizer("whisper-kmeans", model="tiny.en").config.layer == 2
+    assert build_tokenizer("whisper-kmeans", layer=-1).config.layer == -1
 
 
 def test_config_errors():

@@ -63,6 +63,7 @@ def run(args) -> int:
         if (args.tokenizer / "tokenizer.json").exists() and not args.force:
             raise ConfigError(f"{args.tokenizer}: a tokenizer is already saved there (use --force to replace it)")
     dialogues = read_manifest(args.manifest)
+    cache = CodeCache(args.cache or default_cache_root())
     if args.fit is not None:
         if args.fit == "kmeans-f0":
             config = {"spectral_size": args.spectral_size, "pitch_bins": args.pitch_bins, "seed": args.seed}
@@ -82,12 +83,11 @@ def run(args) -> int:
             if args.fit != "whisper-kmeans":
                 raise ConfigError(f"--layer/--whisper only apply to ssl-kmeans/whisper-kmeans, not {args.fit}")
             config.update({k: v for k, v in (("layer", args.layer), ("model", args.whisper)) if v is not None})
-        tokenizer = fit_on_dialogues(build_tokenizer(args.fit, **config), dialogues, args.sessions, progress)
+        tokenizer = fit_on_dialogues(build_tokenizer(args.fit, **config), dialogues, args.sessions, progress, cache)
         tokenizer.save(args.tokenizer)
         print(f"fitted {args.fit} on sessions {', '.join(args.sessions)}; saved to {args.tokenizer}")
     else:
         tokenizer = load_tokenizer(args.tokenizer)
-    cache = CodeCache(args.cache or default_cache_root())
     codes = encode_dialogues(tokenizer, dialogues, cache, progress)
     frames = sum(c.size for c in codes.values())
     print(

@@ -252,11 +252,11 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
     if (model_dir / "tokenizer").is_dir():
         tokenizer = load_tokenizer(model_dir / "tokenizer")
     else:
-        from convmem.tokenizers.cache import fit_on_dialogues
+        from convmem.tokenizers.cache import CodeCache, fit_on_dialogues
 
         tokenizer = build_tokenizer(cfg.tokenizer.kind, **cfg.tokenizer.options)
         sessions = sorted({d.session for d in train})
-        fit_on_dialogues(tokenizer, train, sessions)
+        fit_on_dialogues(tokenizer, train, sessions, cache=CodeCache(cache_root))
         save_parts(model_dir, tokenizer=tokenizer, **common)
 
     @functools.cache

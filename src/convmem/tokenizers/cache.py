@@ -87,8 +87,16 @@ class CodeCache:
         self._save(path, np.asarray(codes, dtype=np.int64))
         return path
 
+    def attach(self, tokenizer: SpeechTokenizer) -> None:
+        """Let a tokenizer whose frame features are expensive and codebook-independent (a
+        pretrained encoder's) keep them under `root/features`, so a refitted codebook (each LOSO
+        fold) or a rerun does not run the encoder again. Others are left alone."""
+        if hasattr(tokenizer, "cache_features_in") and not tokenizer.caches_features:
+            tokenizer.cache_features_in(self.root / "features")
+
     def encode(self, tokenizer: SpeechTokenizer, wave: np.ndarray, fingerprint: str | None = None) -> np.ndarray:
         """Codes of float32[samples] at 16 kHz, from the cache or by running the tokenizer."""
+        self.attach(tokenizer)
         fingerprint = fingerprint or tokenizer.fingerprint
         codes = self.get(fingerprint, wave)
         if codes is not None:
@@ -223,8 +231,11 @@ def fit_on_dialogues(
     dialogues: Iterable[Dialogue],
     sessions: Iterable[str],
     progress: bool = True,
+    cache: CodeCache | None = None,
 ) -> SpeechTokenizer:
     """Fit `tokenizer` on the utterance audio of the dialogues whose session is in `sessions` only.
+
+    `cache`: a code cache whose feature store the tokenizer may use (`CodeCache.attach`).
 
     Dialogues of other sessions are skipped, never read. Raises ConfigError when `sessions` is
     empty, names a session absent from `dialogues` (a typo would silently fit on less), or the
@@ -242,6 +253,8 @@ def fit_on_dialogues(
     if missing:
         raise ConfigError(f"fit_on_dialogues: session(s) {missing} not found among the dialogues")
     chosen = [d for d in dialogues if d.session in wanted]
+    if cache is not None:
+        cache.attach(tokenizer)
 
     def waves() -> Iterator[np.ndarray]:
         total = sum(len(d.utterances) for d in chosen)

