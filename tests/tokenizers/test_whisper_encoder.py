@@ -11,7 +11,7 @@ from convmem.tokenizers.whisper_package import model_bytes, whisper_package
 
 from .conftest import speechlike
 
-# Documented in the README (Tokenizers): per-frame cosine between the variable-length and the
+# Documented in docs/experiments/whisper-front-end.md: per-frame cosine between the variable-length and the
 # 30 s padded hidden states of a 2.3 s utterance; the conv stem is nearly unchanged, deeper
 # layers drift (Whisper learnt to attend over 30 s windows that end in silence).
 PADDING_COSINE_FLOOR = {"tiny.en": {0: 0.999, 2: 0.97, 4: 0.80}, "base": {0: 0.999, 3: 0.95, 6: 0.80}}

@@ -4,7 +4,7 @@ A from-scratch emotion SLM trained on a handful of speakers learns who is speaki
 they feel: on an unseen speaker its one-shot predictions follow that speaker's voice (the synthetic
 corpus makes this extreme on purpose: habitual voices differ more than emotions move them; the demo
 SLM predicted mostly one emotion for each held-out speaker). Measured effect on the default
-synthetic corpus (5-fold LOSO, README "The emotion SLM"): UA up 2.5 (`none`) and 4.8 (`window`)
+synthetic corpus (5-fold LOSO, docs/experiments/slm-synthetic-loso.md): UA up 2.5 (`none`) and 4.8 (`window`)
 points, WA unchanged within noise, so it is off by default (copies 0). Speed
 perturbation (Ko et al. 2015, Kaldi's 0.9/1.0/1.1) plus a gain change gives every speaker of a
 training dialogue copy a new habitual pitch, tempo and loudness. Emotion stays put *relative to the
@@ -15,7 +15,7 @@ Resampling moves pitch and tempo together. `tempo` adds a time stretch that keep
 the `audiotsm` library) and `pause` resizes the silences inside each turn, both drawn on their own,
 because a speaker's tempo is not one uniform stretch (eSpeak NG at 235 instead of 165 wpm shortens
 sounds 1.41x but pauses 2.1x). Neither stopped the SLM from reading a held-out speaker's habitual
-tempo as arousal on the synthetic corpus (README "The emotion SLM"), so both are off (0) by default.
+tempo as arousal on the synthetic corpus (docs/experiments/habit-misreads.md), so both are off (0) by default.
 
 Training data only: test dialogues are never perturbed; the tokenizer is fitted on the original
 audio. Speeds come from a rational approximation (denominator <= 64) so that polyphase resampling

@@ -3,8 +3,8 @@ same speaker's earlier turns of the conversation, as four small tokens.
 
 Why: a speaker's habitual voice (a loud, fast or low talker) differs across speakers by as much as
 emotions move it, so one turn's absolute prosody misleads a reader that has not met the speaker,
-and the emotion SLM, trained on a few speakers, reads habits as emotions (README, "The emotion
-SLM"). What separates an angry turn from a calm one is how it departs from that speaker's usual
+and the emotion SLM, trained on a few speakers, reads habits as emotions
+(docs/experiments/habit-misreads.md). What separates an angry turn from a calm one is how it departs from that speaker's usual
 voice: speaker-level normalisation of prosodic features is the standard remedy in speech emotion
 recognition (e.g. Busso et al., 2013, "Iterative feature normalization"). Here it is done causally
 and per conversation, so it works live: the reference is the mean of the speaker's *earlier* turns

@@ -87,7 +87,7 @@ PRESETS: dict[str, SynthPreset] = {
     "default": SynthPreset("default", sessions=5, dialogues_per_session=4, turns=(30, 80)),
     # Many speakers: 15 sessions of 2 dialogues (30 speakers, ~1500 turns, ~1.5x default's audio).
     # A from-scratch SLM trained on default's 8 speakers per fold reads their habits as emotions;
-    # with 28 it starts to generalise to new ones (README, "The emotion SLM").
+    # with 28 it starts to generalise to new ones (docs/experiments/more-training-speakers.md).
     "wide": SynthPreset("wide", sessions=15, dialogues_per_session=2, turns=(30, 80)),
     # Scale tests: dialogues of 30-60 min (~450-900 turns).
     "long": SynthPreset("long", sessions=2, dialogues_per_session=1, turns=(450, 900)),

@@ -30,7 +30,7 @@ History-free examples (`history_free=True`, either objective; not in the paper):
 per scored utterance holding only `audio… <audio_end>` (its last n_limit tokens), with the same
 L_a and L_e targets. Without them nearly every training utterance has history, while the `none`
 baseline (and the first turn of every dialogue) reads one utterance alone. On the synthetic corpus
-they raised `none` UA by 4 and `window` WA by 3 points (README, "The emotion SLM").
+they raised `none` UA by 4 and `window` WA by 3 points (docs/experiments/slm-synthetic-loso.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Praat F0 in semitones, voicing; `frame_prosody.prosody_block`), so a code says h
 its 40 ms were as well as what its spectrum looked like. Level and pitch are absolute, as the
 log-mel is without CMN: the speaker's habit is for the model to learn from context. With CMN this
 gives back the level that CMN removes, as one column instead of eighty. Measured on the default
-synthetic corpus (README, "The emotion SLM"), a bag of these codes predicts a held-out speaker's
+synthetic corpus (docs/experiments/tokenizers-on-synthetic.md), a bag of these codes predicts a held-out speaker's
 turn better than a bag of log-mel codes, and much better once compared with the speaker's earlier
 turns.
 """

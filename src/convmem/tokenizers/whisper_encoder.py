@@ -9,7 +9,7 @@ rather than `WhisperEncoder.forward` for two reasons the library's forward canno
   utterance would pay for 30 s of attention. Here an utterance costs its own length; positions
   are the first T of Whisper's position table. The hidden states then differ from the padded
   computation (the model was trained attending over 30 s windows with trailing silence): the
-  difference is measured by `padding_difference` and documented in the README; tests bound it.
+  difference is measured by `padding_difference` and documented in docs/experiments/whisper-front-end.md; tests bound it.
 - **batching.** Utterances of different lengths share a batch with a key-padding mask, and the
   padded tail of the conv stack is zeroed between the two convolutions, so a batched utterance gets
   exactly the hidden states it gets alone.
