@@ -9,7 +9,8 @@ Whisper's hidden states are expensive next to a k-means assignment and do not de
 codebook, so they are cached by audio content (`WhisperFeatureStore`): refitting a codebook for
 each LOSO fold, or a later run on the same corpus, runs the encoder once per utterance. The store
 keeps float16; features are rounded to float16 whether they come from the store or the encoder, so
-a first run and a cached run give the same codes.
+a first run and a cached run give the same codes. The same features are this tokenizer's `frames`
+(the continuous input of an SLM with `slm.audio_input=frames`), so they too come from the store.
 
 Fingerprint: the kind, the config (model, layer, codebook size, seed, ...), the pinned sha256 of
 the Whisper weights (checked at every load), and the codebook.
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from convmem.errors import ConfigError
-from convmem.tokenizers.base import SAMPLE_RATE, config_from_dict, iter_waveforms, n_frames
+from convmem.tokenizers.base import SAMPLE_RATE, config_from_dict, iter_waveforms, n_frames, prepare_waveform
 from convmem.tokenizers.kmeans import CODEBOOK_FILE, FittedKMeansMixin, KMeansCodebook
 from convmem.tokenizers.whisper_package import whisper_package
 
@@ -131,6 +132,15 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         return self.features_batch([wave])[0]
+
+    # the optional frames protocol (tokenizers.base.offers_frames): what the codes are assigned from
+    def frames_batch(self, waveforms: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+        """float32[samples] each -> float32[n_frames, hidden] each: the frames `encode` assigns codes
+        from (float16-rounded, cached by audio content like the features of `fit`)."""
+        return self.features_batch([prepare_waveform(w, sample_rate) for w in waveforms])
+
+    def frames(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        return self.frames_batch([waveform], sample_rate)[0]
 
     def fit(self, waveforms: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE):
         """Learn the codebook from `waveforms` (training sessions only); returns self."""
