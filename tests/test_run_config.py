@@ -76,3 +76,12 @@ def test_the_multilingual_config_reads_what_its_header_builds():
     assert header[-1] == "convmem run configs/real_multilingual.yaml"
     ravdess = load_config(RunConfig, DEMO.parent / "ravdess.yaml")
     assert cfg.tokenizer == ravdess.tokenizer and cfg.slm == ravdess.slm and cfg.train == ravdess.train
+
+
+def test_frames_input_needs_a_tokenizer_that_offers_frames():
+    with pytest.raises(ConfigError, match="'kmeans' offers codes only"):
+        load_config(RunConfig, DEMO, ["tokenizer.kind=kmeans", "slm.audio_input=frames"])
+    with pytest.raises(ConfigError, match="audio_input"):
+        load_config(RunConfig, DEMO, ["slm.audio_input=wave"])
+    cfg = load_config(RunConfig, DEMO, ["tokenizer.kind=whisper-kmeans", "slm.audio_input=frames"])
+    assert cfg.slm.reads_frames and not load_config(RunConfig, DEMO).slm.reads_frames

@@ -232,9 +232,9 @@ class Predictor:
         for `speaker` when the model reads them) and push it; returns probabilities float32[E]."""
         import torch
 
-        ids = self.bundle.utterance_ids(wave16k, reference, speaker)
+        utterance = self.bundle.utterance_input(wave16k, reference, speaker)
         with self.model_lock, torch.no_grad() if self._no_grad else contextlib.nullcontext():
-            logits, _ = conv.push(ids)
+            logits, _ = conv.push(utterance)
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
     def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None) -> UtteranceEmotion:

@@ -154,6 +154,10 @@ class RunConfig:
             bad = [m for m in self.final_methods if m not in BASE_METHODS]
             if bad:
                 raise ConfigError(f"final_methods: unknown method {bad[0]!r} (known: {', '.join(BASE_METHODS)})")
+        if self.slm.reads_frames:
+            from convmem.tokenizers.base import require_frames
+
+            require_frames(self.tokenizer.kind)
         self.classifier_config()
         self.mal_config(emotion_ids=(0,), audio_id_range=(0, 1))
 

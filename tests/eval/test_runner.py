@@ -181,3 +181,37 @@ def test_prosody_marks_run_end_to_end(tmp_path, overrides, corpus):
     none = table.select(table.method == "none")
     majority = table.select(table.method == "majority")
     assert list(majority.history_tokens) == list(none.history_tokens) and len(none) > 0
+
+
+def test_continuous_frames_run_end_to_end(tmp_path, overrides, corpus):
+    """slm.audio_input=frames (Whisper tiny.en frames, codes as targets) through every path that
+    feeds the model: training with code noise and a perturbed copy, prosody marks, every memory,
+    VAD segments; the fold's model dir holds the projector and predicts live."""
+    from convmem.bundle import load_bundle
+    from convmem.corpus.manifest import read_manifest
+    from convmem.predict import Predictor
+    from convmem.slm.audio_embedding import projector_of
+    from convmem.tokenizers.cache import utterance_waveform
+
+    out = tmp_path / "frames"
+    res = _cli("run", "--out", str(out), "-", *overrides, "tokenizer.kind=whisper-kmeans",
+               "tokenizer.options={model: tiny.en, codebook_size: 32}", "slm.audio_input=frames",
+               "slm.prosody_marks=true", "augment.copies=1", "train.code_noise=0.1", "train.epochs=1",
+               "folds.test_sessions=[S01]", "eval.methods=[majority,none,window,classifier,dpm,mal]",
+               "eval.vad_methods=[dpm]", "eval.dpm_variants={}", input="", env={"CONVMEM_CACHE": str(tmp_path / "c")})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    validate_results(results)
+    assert recompute_check(results, out / "predictions.csv") == []
+    assert set(results["methods"]) == {"majority", "none", "window", "classifier", "dpm", "mal", "dpm@vad"}
+    model_dir = out / "folds" / "loso_S01" / "model"
+    assert (model_dir / "slm" / "audio_projector.safetensors").is_file()
+    bundle = load_bundle(model_dir)
+    assert bundle.slm_config.audio_input == "frames" and projector_of(bundle.slm).frame_dim == 384
+    dialogue = read_manifest(corpus)[0]
+    wave = utterance_waveform(dialogue.utterances[0], dialogue)
+    x = bundle.utterance_input(wave)
+    assert x.frames.shape == (len(x), 384) and (x.frames[-4:] == 0).all()  # zeros at the 4 marks
+    session = Predictor(bundle, memory="dpm").open_session("k")
+    got = [session.push_utterance(wave).probs for _ in range(2)]
+    assert all(abs(sum(p.values()) - 1) < 1e-5 for p in got)

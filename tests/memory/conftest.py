@@ -129,6 +129,20 @@ def run_engine(memory, dialogues, n_rows: int):
     return reads, losses, state
 
 
+def engine_runs_agree(engine, convs, keys=None, batch_size: int = 2, atol: float = 1e-5):
+    """Assert one conversation at a time == `batch_size` side by side == the per-sample protocol
+    (utterance k read by a fresh run over 1..k); returns the one-at-a-time DialogueResults."""
+    import numpy as np
+
+    one = engine.run(convs, keys=keys, batch_size=1)
+    together = engine.run(convs, keys=keys, batch_size=batch_size)
+    per_sample = engine.run_per_sample(convs, keys=keys)
+    for a, b, c in zip(one, together, per_sample):
+        np.testing.assert_allclose(a.logits, b.logits, rtol=0, atol=atol)
+        np.testing.assert_allclose(a.logits, c.logits, rtol=0, atol=atol)
+    return one
+
+
 @pytest.fixture
 def dlg():
     """The helpers above as one fixture (test modules must not import conftest by name)."""
@@ -136,4 +150,5 @@ def dlg():
 
     return SimpleNamespace(VOCAB=VOCAB, AUDIO_END=AUDIO_END, EMOTION_IDS=EMOTION_IDS,
                            random_dialogue=random_dialogue, utterance_window=utterance_window,
-                           RowItem=RowItem, make_batch=make_batch, run_engine=run_engine)
+                           RowItem=RowItem, make_batch=make_batch, run_engine=run_engine,
+                           engine_runs_agree=engine_runs_agree)

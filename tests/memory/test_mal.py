@@ -190,18 +190,13 @@ def test_reset_restores_initial_state_and_inactive_rows_keep_theirs(model) -> No
 
 
 @pytest.mark.parametrize("history_tokens", [0, 8])
-def test_conversation_engine_streaming_equals_per_sample_and_any_batch(model, history_tokens) -> None:
+def test_conversation_engine_streaming_equals_per_sample_and_any_batch(model, history_tokens, dlg) -> None:
     from convmem.engine.conversation import ConversationEngine
 
     mem = _memory(model, history_tokens=history_tokens)
     engine = ConversationEngine(mem, audio_end_id=END, emotion_ids=EMOTIONS, n_limit=64)
     convs = [[u.audio_ids for u in _dialogue(s, n)] for s, n in ((61, 4), (62, 2), (63, 3))]
-    one = engine.run(convs, batch_size=1)
-    two = engine.run(convs, batch_size=2)
-    per_sample = engine.run_per_sample(convs)
-    for a, b, c in zip(one, two, per_sample):
-        np.testing.assert_allclose(a.logits, b.logits, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(a.logits, c.logits, rtol=0, atol=1e-5)
+    for a in dlg.engine_runs_agree(engine, convs):
         assert np.isfinite(a.write_loss).all()  # MAL writes every utterance, the first included
 
 

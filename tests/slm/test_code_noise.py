@@ -40,3 +40,19 @@ def test_draw_is_a_function_of_the_seed_and_rate_zero_is_identity():
     assert corrupt_codes(b, V, 0.0, (3, 5)) is b
     with pytest.raises(ValueError, match="code noise rate"):
         corrupt_codes(b, V, 1.0, (0,))
+
+
+def test_frames_of_corrupted_positions_come_from_audio_positions_of_the_batch():
+    b = batch()
+    gen = torch.Generator().manual_seed(1)
+    is_code = (b.input_ids >= 1) & (b.input_ids <= 10)
+    frames = torch.randn(b.input_ids.shape + (3,), generator=gen) * is_code.unsqueeze(-1)
+    fb = type(b)(**{**b.__dict__, "frames": frames})
+    noisy = corrupt_codes(fb, V, 0.3, (0, 7))
+    # the ids are drawn exactly as without frames (a codes batch sees the same noise)
+    assert torch.equal(noisy.input_ids, corrupt_codes(b, V, 0.3, (0, 7)).input_ids)
+    moved = (noisy.frames != frames).any(-1)
+    assert not moved[~is_code].any() and 0.2 < moved[is_code].float().mean().item() < 0.32
+    pool = {tuple(f.tolist()) for f in frames[is_code]}
+    assert all(tuple(f.tolist()) in pool for f in noisy.frames[moved])
+    assert torch.equal(fb.frames, frames)  # not modified in place

@@ -204,3 +204,41 @@ def test_turn_prosody_is_cached_by_content(tmp_path):
     with pytest.warns(UserWarning, match="unreadable cache entry"):
         measure_marks(dialogues, progress=False, cache=cache)
     assert cache.misses == 7
+
+
+class WithFrames:
+    """A tokenizer that offers frames: its kmeans features (so frames and codes line up)."""
+
+    def __init__(self, inner):
+        self.inner, self.kind, self.batches = inner, "with-frames", []
+
+    def frames_batch(self, waves, sample_rate=16000):
+        self.batches.append(len(waves))
+        return [self.inner.features(w) for w in waves]
+
+    def frames(self, wave, sample_rate=16000):
+        return self.frames_batch([wave])[0]
+
+
+def test_frames_of_dialogues_and_of_perturbed_copies_line_up_with_their_codes(tmp_path, kmeans):
+    from convmem.audio.augment import SpeakerAugmentConfig
+    from convmem.tokenizers.base import offers_frames, require_frames
+    from convmem.tokenizers.cache import dialogue_frames, encode_perturbed_copies, perturbed_copy_frames
+
+    dialogues = make_dialogues(tmp_path)
+    tok = WithFrames(kmeans)
+    assert offers_frames(tok) and not offers_frames(kmeans)
+    frames = dialogue_frames(tok, dialogues, progress=False)
+    codes = encode_dialogues(kmeans, dialogues, progress=False)
+    assert list(frames) == list(codes) and tok.batches == [6]  # batched
+    for uid, f in frames.items():
+        assert f.dtype == np.float32 and f.shape[0] == codes[uid].size
+    cfg = SpeakerAugmentConfig(copies=2, speed=0.2, gain_db=6.0)
+    copies = encode_perturbed_copies(kmeans, dialogues, cfg, progress=False)
+    copy_frames = perturbed_copy_frames(tok, dialogues, cfg)
+    assert len(copy_frames) == len(copies)
+    for (_, _, c, _), f in zip(copies, copy_frames):
+        assert list(f) == list(c) and all(f[u].shape[0] == c[u].size for u in c)
+    with pytest.raises(ConfigError, match="'kmeans' offers codes only.*whisper-kmeans"):
+        require_frames("kmeans")
+    require_frames("whisper-kmeans")

@@ -120,3 +120,30 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="not fitted"):
         build_tokenizer("whisper-kmeans", model="tiny.en").encode(speechlike(1.0))
 
+
+
+def test_frames_are_what_the_codes_are_assigned_from(fitted):
+    from convmem.tokenizers.base import offers_frames
+
+    assert offers_frames(fitted)
+    waves = [speechlike(1.3, seed=21), speechlike(2.0, seed=22)]
+    frames = fitted.frames_batch(waves)
+    for wave, f in zip(waves, frames):
+        codes = fitted.encode(wave)
+        assert f.dtype == np.float32 and f.shape == (codes.size, fitted.encoder.hidden_size)
+        np.testing.assert_array_equal(fitted.codebook.assign(f), codes)
+    np.testing.assert_array_equal(fitted.frames(waves[0]), frames[0])
+    # any sample rate, like encode
+    assert fitted.frames(waves[1][::2].copy(), 8000).shape == frames[1].shape
+
+
+def test_a_live_turn_read_as_codes_then_frames_runs_the_encoder_once(fitted, monkeypatch):
+    fitted.cache_features_in(None)  # predict/serve: no store
+    calls = []
+    real = fitted.encoder.features
+    monkeypatch.setattr(fitted.encoder, "features", lambda waves, *a, **k: calls.append(len(waves)) or real(waves, *a, **k))
+    wave = speechlike(1.7, seed=21)
+    codes = fitted.encode(wave)
+    frames = fitted.frames(wave)
+    assert calls == [1] and frames.shape == (codes.size, fitted.encoder.hidden_size)
+    np.testing.assert_array_equal(fitted.codebook.assign(frames), codes)

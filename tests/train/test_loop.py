@@ -166,3 +166,45 @@ def test_lora_backbone_resume_matches_and_trains_only_adapters(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-7, rtol=0), k
         adapter = "lora_" in k or "trainable_tokens_delta" in k
         assert torch.equal(a[k], s[k]) == (not adapter), k  # adapters moved, the backbone did not
+
+
+def _frames_dialogues(n_dialogues=6, n_utts=8, seed=2, dim=8):
+    """Codes carry nothing; each emotion's frames lie around its own direction."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((4, dim)) * 2
+    out = []
+    for d in range(n_dialogues):
+        utts, frames = [], []
+        for _ in range(n_utts):
+            k, n = int(rng.integers(0, 4)), int(rng.integers(3, 12))
+            utts.append((rng.integers(0, 16, n).astype(np.int64), LABELS[k]))
+            frames.append((centres[k] + 0.5 * rng.standard_normal((n, dim))).astype(np.float32))
+        out.append(CodedDialogue(f"d{d}", utts, frames=frames))
+    return out
+
+
+def test_frames_model_learns_from_frames_and_resumes_exactly(tmp_path):
+    from convmem.slm.audio_embedding import model_inputs
+
+    cfg_slm = replace(SMALL, audio_input="frames")
+    vocab = make_vocab(cfg_slm, 16, LABELS)
+    data = _frames_dialogues()
+    cfg = TrainConfig(lr=3e-3, epochs=8, batch_size=4, objective="paper", n_o=16, n_p=16, n_q=32,
+                      checkpoint_every=5, log_every=1, warmup_frac=0.0, code_noise=0.2)
+    model = train_slm(build_model(cfg_slm, vocab, 8), vocab, data, cfg, tmp_path / "a")
+    ex = [e for e in build_examples((dialogue_stream(d, vocab) for d in data), vocab, "paper", cfg.windows, 64)
+          if (e.le_labels != -100).any()]
+    batch = collate(ex, vocab.pad_id)
+    with torch.no_grad():
+        out = model(**model_inputs(model, batch.input_ids, batch.frames), attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids).logits[:, -1, list(vocab.emotion_ids)]
+    assert float((out.argmax(-1) == batch.le_labels[:, -1]).float().mean()) >= 0.9
+    with pytest.raises(Interrupt):
+        train_slm(build_model(cfg_slm, vocab, 8), vocab, data, cfg, tmp_path / "b", callback=_stop_at(12))
+    resumed = train_slm(build_model(cfg_slm, vocab, 8), vocab, data, cfg, tmp_path / "b", resume=True)
+    for k, v in model.state_dict().items():
+        assert torch.allclose(v, resumed.state_dict()[k], atol=1e-7, rtol=0), k
+    with pytest.raises(ConfigError, match="lacks frames"):
+        train_slm(build_model(cfg_slm, vocab, 8), vocab, dialogues(), cfg, tmp_path / "c")
+    with pytest.raises(ConfigError, match="has frames"):
+        train_slm(build_model(SMALL, vocab), vocab, data, cfg, tmp_path / "d")

@@ -1,9 +1,11 @@
 """Stream conversations through a test-time memory, B conversations at a time.
 
 Like nanochat's engine, this knows nothing about audio, files or label names: a conversation is a
-sequence of utterances given as vocabulary ids of their audio codes, and a memory (memory/base.py)
-does the model work. Rows of a batch start and finish independently: when a conversation ends its
-row is reset and the next waiting conversation starts there.
+sequence of utterances given as vocabulary ids of their audio codes (int64[n], or an
+`UtteranceInput`: the ids plus, for a model that reads continuous frames, float32[n, D] frames
+aligned with them, carried through the history into `WindowBatch.frames`), and a memory
+(memory/base.py) does the model work. Rows of a batch start and finish independently: when a
+conversation ends its row is reset and the next waiting conversation starts there.
 
 Honesty: the engine never receives gold labels. The emotion token written after each utterance's
 `<audio_end>` is the model's own prediction (`emotion_tokens="predicted"`, default) or nothing
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from convmem.memory.base import Memory, WindowBatch
+from convmem.slm.audio_embedding import UtteranceInput, as_input
 
 EMOTION_TOKEN_MODES = ("predicted", "none", "oracle")
 
@@ -50,7 +53,7 @@ class _Row:
     conv: int  # index into the input list
     keep: int  # history tokens worth keeping (bounds memory for any dialogue length)
     pos: int = 0
-    history: deque = field(default_factory=deque)  # token tensors, oldest first
+    history: deque = field(default_factory=deque)  # UtteranceInput pieces, oldest first
     history_len: int = 0  # tokens currently held in `history`
     seen_tokens: int = 0  # tokens of the whole conversation so far
     outputs: dict = field(default_factory=lambda: {k: [] for k in ("logits", "loss", "hist", "win", "trunc")})
@@ -79,7 +82,7 @@ class ConversationEngine:
 
     def run(
         self,
-        conversations: Sequence[Sequence[torch.Tensor]],
+        conversations: Sequence[Sequence[torch.Tensor | UtteranceInput]],
         keys: Sequence[str] | None = None,
         batch_size: int = 1,
         oracle_labels: Sequence[Sequence[int | None]] | None = None,
@@ -88,7 +91,8 @@ class ConversationEngine:
         """Predict every utterance of every conversation in one streaming pass each.
 
         Args:
-            conversations: per conversation, per utterance int64[n] vocabulary ids of its audio codes.
+            conversations: per conversation, per utterance int64[n] vocabulary ids of its audio codes,
+                or an UtteranceInput (ids + aligned frames, for a model that reads frames).
             keys: one stable key per conversation (e.g. dialogue id) that seeds its fresh memory.
             batch_size: conversations processed side by side (rows).
             oracle_labels: label index per utterance; only with emotion_tokens="oracle".
@@ -99,6 +103,7 @@ class ConversationEngine:
         if (self.emotion_tokens == "oracle") != (oracle_labels is not None):
             raise ValueError("oracle_labels are required by, and only allowed with, emotion_tokens='oracle'")
         keys = list(keys) if keys is not None else [str(i) for i in range(len(conversations))]
+        conversations = [[as_input(u) for u in c] for c in conversations]
         waiting = deque(i for i, c in enumerate(conversations) if len(c) > 0)
         results: dict[int, DialogueResult] = {
             i: _empty_result(len(self.emotion_ids)) for i, c in enumerate(conversations) if len(c) == 0
@@ -180,38 +185,38 @@ class ConversationEngine:
         h = self.memory.history_tokens
         return self.n_limit if h is None else int(h)
 
-    def _append_history(self, row: _Row, utt: torch.Tensor, label: int | None) -> None:
+    def _append_history(self, row: _Row, utt: UtteranceInput, label: int | None) -> None:
         tail = [self.audio_end_id] + ([self.emotion_ids[label]] if label is not None else [])
-        piece = torch.cat([utt.long().cpu(), torch.tensor(tail, dtype=torch.long)])
+        piece = _extend(utt, tail)
         row.history.append(piece)
-        row.history_len += piece.numel()
-        row.seen_tokens += piece.numel()
+        row.history_len += len(piece)
+        row.seen_tokens += len(piece)
         # keep only what a future window can use: constant memory for any dialogue length
-        while row.history and row.history_len - row.history[0].numel() >= row.keep:
-            row.history_len -= row.history.popleft().numel()
+        while row.history and row.history_len - len(row.history[0]) >= row.keep:
+            row.history_len -= len(row.history.popleft())
 
-    def _window(self, row: _Row, utt: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
-        """(window ids int64[T], number of utterance tokens in it, utterance truncated?)."""
-        own = torch.cat([utt.long().cpu(), torch.tensor([self.audio_end_id], dtype=torch.long)])
+    def _window(self, row: _Row, utt: UtteranceInput) -> tuple[UtteranceInput, int, bool]:
+        """(window: ids int64[T] [+ frames], number of utterance tokens in it, utterance truncated?)."""
+        own = _extend(utt, [self.audio_end_id])
         h = self.memory.history_tokens
         max_window = getattr(self.memory, "max_window", None)
-        budget = self.n_limit - own.numel() if h is None else int(h)
+        budget = self.n_limit - len(own) if h is None else int(h)
         if max_window is not None:
-            budget = min(budget, max_window - own.numel())
+            budget = min(budget, max_window - len(own))
         budget = max(0, budget)
-        hist = torch.cat(list(row.history)) if row.history else own[:0]
-        prefix = hist[hist.numel() - min(budget, hist.numel()):]
+        hist = _concat(list(row.history)) if row.history else _slice(own, 0, 0)
+        prefix = _slice(hist, len(hist) - min(budget, len(hist)), len(hist))
         truncated = False
-        if max_window is not None and own.numel() > max_window:
-            own, truncated = own[own.numel() - max_window:], True
-        return torch.cat([prefix, own]), own.numel(), truncated
+        if max_window is not None and len(own) > max_window:
+            own, truncated = _slice(own, len(own) - max_window, len(own)), True
+        return _concat([prefix, own]), len(own), truncated
 
     def _make_batch(self, rows: list[_Row | None], conversations) -> WindowBatch:
         windows, n_own, first, active = [], [], [], []
         self._truncated = []
         for row in rows:
             if row is None:
-                windows.append(torch.tensor([self.audio_end_id], dtype=torch.long))
+                windows.append(None)
                 n_own.append(1)
                 first.append(False)
                 active.append(False)
@@ -223,15 +228,26 @@ class ConversationEngine:
             first.append(row.pos == 0)
             active.append(True)
             self._truncated.append(trunc)
-        T = max(w.numel() for w in windows)
+        real = [w for w in windows if w is not None]
+        with_frames = {w.frames is not None for w in real}
+        if len(with_frames) > 1:
+            raise ValueError("some conversations of a batch carry frames and some do not")
+        dim = real[0].frames.shape[1] if with_frames == {True} else None
+        idle = UtteranceInput(torch.tensor([self.audio_end_id], dtype=torch.long),
+                              None if dim is None else torch.zeros(1, dim))
+        windows = [idle if w is None else w for w in windows]
+        T = max(len(w) for w in windows)
         B = len(windows)
         input_ids = torch.full((B, T), self.audio_end_id, dtype=torch.long)
         attention = torch.zeros((B, T), dtype=torch.long)
         target = torch.zeros((B, T), dtype=torch.bool)
+        frames = None if dim is None else torch.zeros((B, T, dim), dtype=torch.float32)
         for b, (w, own) in enumerate(zip(windows, n_own)):
-            input_ids[b, T - w.numel():] = w
-            attention[b, T - w.numel():] = 1
+            input_ids[b, T - len(w):] = w.ids
+            attention[b, T - len(w):] = 1
             target[b, T - own:] = True
+            if frames is not None:
+                frames[b, T - len(w):] = w.frames
         return WindowBatch(
             input_ids=input_ids,
             attention_mask=attention,
@@ -239,6 +255,7 @@ class ConversationEngine:
             end_pos=torch.full((B,), T - 1, dtype=torch.long),
             active=torch.tensor(active),
             first=torch.tensor(first),
+            frames=frames,
         )
 
 
@@ -261,10 +278,12 @@ class LiveConversation:
     def utterances(self) -> int:
         return self._row.pos
 
-    def push(self, audio_ids: torch.Tensor) -> tuple[np.ndarray, float]:
-        """Read utterance int64[n] (vocab ids); returns (emotion logits float32[E], write loss or NaN)."""
+    def push(self, audio_ids: torch.Tensor | UtteranceInput) -> tuple[np.ndarray, float]:
+        """Read utterance int64[n] (vocab ids) or an UtteranceInput; returns (emotion logits
+        float32[E], write loss or NaN)."""
         if self.closed:
             raise RuntimeError("conversation is closed")
+        audio_ids = as_input(audio_ids)
         eng, row = self.engine, self._row
         batch = eng._make_batch([row], _OneUtterance(row.pos, audio_ids))
         self._state, loss = eng.memory.write(self._state, batch)
@@ -284,11 +303,29 @@ class LiveConversation:
 class _OneUtterance:
     """Index adapter so `_make_batch` can read `conversations[row.conv][row.pos]` for a live row."""
 
-    def __init__(self, pos: int, ids: torch.Tensor):
+    def __init__(self, pos: int, ids: UtteranceInput):
         self.pos, self.ids = pos, ids
 
     def __getitem__(self, conv: int):
         return {self.pos: self.ids}
+
+
+def _extend(utt: UtteranceInput, tail: list[int]) -> UtteranceInput:
+    """`utt` followed by the non-audio ids `tail` (zero frames there)."""
+    ids = torch.cat([utt.ids.long().cpu(), torch.tensor(tail, dtype=torch.long)])
+    if utt.frames is None:
+        return UtteranceInput(ids)
+    f = utt.frames.float().cpu()
+    return UtteranceInput(ids, torch.cat([f, f.new_zeros(len(tail), f.shape[1])]))
+
+
+def _concat(pieces: list[UtteranceInput]) -> UtteranceInput:
+    ids = torch.cat([p.ids for p in pieces])
+    return UtteranceInput(ids, None if pieces[0].frames is None else torch.cat([p.frames for p in pieces]))
+
+
+def _slice(x: UtteranceInput, start: int, end: int) -> UtteranceInput:
+    return UtteranceInput(x.ids[start:end], None if x.frames is None else x.frames[start:end])
 
 
 def _finish(row: _Row) -> DialogueResult:

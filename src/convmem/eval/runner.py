@@ -212,25 +212,47 @@ def _marks(wanted: bool, dialogues: list[Dialogue], cache_root: Path) -> dict[st
     return measure_marks(dialogues, cache=CodeCache(cache_root))
 
 
-def _coded(dialogue_id: str, source: Dialogue, codes: dict[str, np.ndarray], marks: dict[str, np.ndarray] | None):
-    """`source`'s utterances as a CodedDialogue called `dialogue_id`, from per-utterance-id codes (and marks)."""
+def _frames(wanted: bool, tokenizer, dialogues: list[Dialogue]) -> dict[str, np.ndarray] | None:
+    """Continuous frames of every utterance when the model reads them (slm.audio_input=frames), else
+    None. The tokenizer caches them by audio content (whisper-kmeans), so folds share one encoding."""
+    if not wanted:
+        return None
+    from convmem.tokenizers.cache import dialogue_frames
+
+    return dialogue_frames(tokenizer, dialogues)
+
+
+def _coded(dialogue_id: str, source: Dialogue, codes: dict[str, np.ndarray], marks: dict[str, np.ndarray] | None,
+           frames: dict[str, np.ndarray] | None = None):
+    """`source`'s utterances as a CodedDialogue called `dialogue_id`, from per-utterance-id codes (and
+    marks, and frames)."""
     from convmem.slm.stream import CodedDialogue
 
+    per_utt = lambda table: None if table is None else [table[u.id] for u in source.utterances]  # noqa: E731
     return CodedDialogue(dialogue_id, [(codes[u.id], u.emotion) for u in source.utterances],
-                         None if marks is None else [marks[u.id] for u in source.utterances])
+                         per_utt(marks), per_utt(frames))
 
 
 def coded_dialogues(dialogues: list[Dialogue], codes: dict[str, np.ndarray],
-                    marks: dict[str, np.ndarray] | None = None):
-    return [_coded(d.dialogue_id, d, codes, marks) for d in dialogues]
+                    marks: dict[str, np.ndarray] | None = None, frames: dict[str, np.ndarray] | None = None):
+    return [_coded(d.dialogue_id, d, codes, marks, frames) for d in dialogues]
+
+
+def utterance_inputs(vocab, dialogue: Dialogue, codes: dict[str, np.ndarray], marks: dict[str, np.ndarray] | None,
+                     frames: dict[str, np.ndarray] | None) -> list:
+    """The model input (`UtteranceInput`: ids + frames of a frames model) of each utterance of `dialogue`."""
+    pick = lambda table, u: None if table is None else table[u.id]  # noqa: E731
+    return [vocab.utterance_input(codes[u.id], pick(marks, u), pick(frames, u)) for u in dialogue.utterances]
 
 
 def perturbed_coded_dialogues(cfg: RunConfig, tokenizer, train: list[Dialogue], cache_root: Path):
     """`cfg.augment.copies` speaker-perturbed copies of the training dialogues, coded (may be [])."""
-    from convmem.tokenizers.cache import CodeCache, encode_perturbed_copies
+    from convmem.tokenizers.cache import CodeCache, encode_perturbed_copies, perturbed_copy_frames
 
     copies = encode_perturbed_copies(tokenizer, train, cfg.augment, CodeCache(cache_root), marks=cfg.slm.prosody_marks)
-    return [_coded(*copy) for copy in copies]
+    frames = (perturbed_copy_frames(tokenizer, train, cfg.augment) if cfg.slm.reads_frames and copies
+              else [None] * len(copies))
+    return [_coded(*copy, f) for copy, f in zip(copies, frames)]
 
 
 # ---------------------------------------------------------------- training a fold's models
@@ -265,7 +287,9 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         # finished study) does not re-read, re-hash or re-perturb the training audio
         codes = _encode(tokenizer, train, cache_root)
         marks = _marks(cfg.slm.prosody_marks, train, cache_root)
-        return coded_dialogues(train, codes, marks) + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root)
+        frames = _frames(cfg.slm.reads_frames, tokenizer, train)
+        return (coded_dialogues(train, codes, marks, frames)
+                + perturbed_coded_dialogues(cfg, tokenizer, train, cache_root))
 
     if (model_dir / "slm").is_dir():
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
@@ -273,7 +297,8 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
         from convmem.train.loop import train_slm
 
         vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
-        slm = build_model(cfg.slm, vocab)
+        frame_dim = next(f.shape[1] for cd in coded() for f in cd.frames) if cfg.slm.reads_frames else None
+        slm = build_model(cfg.slm, vocab, frame_dim)
         slm = train_slm(slm, vocab, coded(), cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
         save_parts(model_dir, slm=slm, **common)
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
@@ -297,9 +322,8 @@ def train_fold_models(cfg: RunConfig, train: list[Dialogue], model_dir: Path, me
 
         mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
         adapter = MALMemory.build(slm, mal_cfg).adapter
-        dialogues = [[UtteranceTokens(vocab.utterance_ids(c, None if cd.marks is None else cd.marks[i]),
-                                      None if e is None else labels.index(e))
-                      for i, (c, e) in enumerate(cd.utterances)] for cd in coded()]
+        dialogues = [[UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)
+                      for x, e in zip(cd.inputs(vocab), cd.emotions)] for cd in coded()]
         marks = (vocab.mark_offset, vocab.size) if vocab.prosody_marks else None
         train_mal(slm, adapter, dialogues, cfg.mal_train, mal_cfg, vocab.audio_end_id, mark_id_range=marks)
         save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
@@ -324,10 +348,11 @@ def training_summary(train: list[Dialogue], labels) -> dict:
 # ---------------------------------------------------------------- evaluation
 
 def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], codes: dict[str, np.ndarray],
-                    fold: str, rank: int = 0, world: int = 1, marks: dict[str, np.ndarray] | None = None
-                    ) -> tuple[list[dict], dict]:
+                    fold: str, rank: int = 0, world: int = 1, marks: dict[str, np.ndarray] | None = None,
+                    frames: dict[str, np.ndarray] | None = None) -> tuple[list[dict], dict]:
     """Stream this process's share of `test` through `method`; returns prediction rows and cost.
-    `marks`: each utterance's prosody marks, when the model reads them (`_marks`).
+    `marks`: each utterance's prosody marks, when the model reads them (`_marks`); `frames`: each
+    utterance's continuous frames, when the model reads them (`_frames`).
 
     Gold labels are read only after the engine has returned, to score.
     """
@@ -341,8 +366,7 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
                            **({"dpm_overrides": overrides} if overrides is not None else {}),
                            **({"window_full_limit": cfg.eval.window_full_limit} if base == "window_full" else {}))
     mine = test[rank::world]
-    convs = [[bundle.vocab.utterance_ids(codes[u.id], None if marks is None else marks[u.id])
-              for u in d.utterances] for d in mine]
+    convs = [utterance_inputs(bundle.vocab, d, codes, marks, frames) for d in mine]
     t0 = time.perf_counter()
     if base != method:
         results = [_vad_result(bundle, base, engine, d, conv, cfg.eval.emotion_tokens) for d, conv in zip(mine, convs)]
@@ -361,7 +385,7 @@ def evaluate_method(cfg: RunConfig, bundle, method: str, test: list[Dialogue], c
         probs = torch.softmax(torch.from_numpy(res.logits), -1).numpy()
         for i in scored:
             u = d.utterances[i]
-            own = int(conv[i].numel()) + 1
+            own = len(conv[i]) + 1
             loss = float(res.write_loss[i])
             if np.isnan(res.logits[i]).any():
                 # VAD found no speech overlapping this gold utterance: scored as an error (the
@@ -408,10 +432,11 @@ def evaluate_fold(cfg: RunConfig, model, methods: list[str], test: list[Dialogue
             bundle = load_bundle(model) if isinstance(model, (str, Path)) else model
             codes = _encode(bundle.tokenizer, test, cache_root)
             marks = _marks(bundle.vocab.prosody_marks, test, cache_root)
+            frames = _frames(bundle.slm_config.reads_frames, bundle.tokenizer, test)
         if method == MAJORITY:
             rows, cost = _majority(cfg, prior, test[rank::world], codes, fold, bundle.n_limit, marks)
         else:
-            rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold, rank, world, marks)
+            rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold, rank, world, marks, frames)
         _write_shard(pred_file, rows, cost, rank, world)
 
 
@@ -436,7 +461,7 @@ def _vad_result(bundle, base: str, engine, dialogue: Dialogue, conv, emotion_tok
     from convmem.eval.segmentation import run_vad_dialogue
 
     res = run_vad_dialogue(bundle, base, dialogue, engine=engine)
-    per_utt = np.array([int(c.numel()) + 1 + (emotion_tokens == "predicted") for c in conv], np.int64)
+    per_utt = np.array([len(c) + 1 + (emotion_tokens == "predicted") for c in conv], np.int64)
     history = np.concatenate([[0], np.cumsum(per_utt)[:-1]]).astype(np.int64)
     n = len(conv)
     return DialogueResult(logits=res.logits.astype(np.float32), write_loss=np.full(n, np.nan, np.float32),

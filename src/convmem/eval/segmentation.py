@@ -112,7 +112,7 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
     reference = SpeakerProsodyReference()  # VAD segments carry no speaker: one reference
     for s in _vad_utterances(dialogue, config, model):
         segs.append((s.start, s.end))
-        ids.append(bundle.utterance_ids(s.wave, reference))
+        ids.append(bundle.utterance_input(s.wave, reference))
     n_labels = len(bundle.labels)
     if ids:
         with torch.no_grad() if method in NO_GRAD_METHODS else torch.enable_grad():

@@ -17,7 +17,7 @@ since its write needs no prefix, and its read of utterance i still sees only utt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
@@ -40,6 +40,9 @@ class WindowBatch:
         active:         bool[B]       rows that hold an utterance this step (others are skipped and
                                       their state must come back unchanged)
         first:          bool[B]       rows whose utterance is the first of its conversation
+        frames:         float32[B, T, D] continuous frames aligned with input_ids (zeros where the
+                                      id is not audio) for a model that reads frames
+                                      (slm/audio_embedding.py), else None
     """
 
     input_ids: torch.Tensor
@@ -48,10 +51,16 @@ class WindowBatch:
     end_pos: torch.Tensor
     active: torch.Tensor
     first: torch.Tensor
+    frames: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return int(self.input_ids.shape[0])
+
+    def to(self, device) -> "WindowBatch":
+        """The batch on `device` (tensors already there are not copied)."""
+        return WindowBatch(*(None if t is None else t.to(device)
+                             for t in (getattr(self, f.name) for f in fields(WindowBatch))))
 
     def position_ids(self) -> torch.Tensor:
         """int64[B, T]: positions counted from each row's first real token (0 on padding)."""

@@ -24,6 +24,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from convmem.slm.audio_embedding import projector_of
+
 ALL_LINEAR = "all-linear"
 
 
@@ -79,14 +81,18 @@ def find_lora_targets(model: nn.Module, target_modules: str | Sequence[str] = AL
         target_modules: "all-linear" (every nn.Linear except the output head, the paper's choice)
             or a list of module short names such as ["q_proj", "v_proj"].
         include_lm_head: also adapt the output head (model.get_output_embeddings()).
+    The audio projector of a frames model (slm/audio_embedding.py) is never a target: it is the
+    front-end, not the LM, so DPM adapts the same layers whatever the model reads at audio positions.
     Linear layers inside a PEFT adapter (lora_A / lora_B) are never targets; for an unmerged PEFT
     model the `...q_proj.base_layer` linear is matched by its parent's short name "q_proj".
     """
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    projector = projector_of(model)
+    front_end = set() if projector is None else {id(m) for m in projector.modules()}
     wanted = None if target_modules == ALL_LINEAR else set(target_modules)
     targets = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
+        if not isinstance(module, nn.Linear) or id(module) in front_end:
             continue
         parts = name.split(".")
         if any(p.startswith("lora_") for p in parts):

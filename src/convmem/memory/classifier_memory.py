@@ -3,6 +3,11 @@ and metrics serve it: like `window` (memory/context.py), it has no test-time sta
 utterance is read from the in-context history truncated from the start to n_limit tokens — but the
 reader is the trained EmotionClassifier (slm/classifier.py) instead of the SLM. Earlier emotion
 tokens in its windows are its own predictions (the engine's default), never gold.
+
+It reads code ids only, also beside an SLM that reads continuous frames (`slm.audio_input=frames`):
+the windows' `frames` are ignored. It is the discrete-token baseline; note that its frozen embedding
+copy then holds the SLM's audio rows that a frames model never trains (a fixed random code
+embedding under the classifier's own LayerNorm and encoder).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from convmem.memory.base import WindowBatch
+from convmem.slm.audio_embedding import model_inputs
 
 
 def read_emotion_logits(model: torch.nn.Module, batch: WindowBatch, emotion_ids: Sequence[int]) -> torch.Tensor:
@@ -21,7 +22,7 @@ def read_emotion_logits(model: torch.nn.Module, batch: WindowBatch, emotion_ids:
     Returns: float32[B, n_emotions] — the full-vocabulary logits restricted to the emotion tokens (eq. 5).
     """
     out = model(
-        input_ids=batch.input_ids,
+        **model_inputs(model, batch.input_ids, batch.frames),
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids(),
         logits_to_keep=1,  # only <audio_end>'s logits are read: skip the [B, T, V] projection

@@ -17,6 +17,10 @@ MAL's write needs no prefix, so the first utterance of a conversation *is* writt
 sees only the fresh memory); `WindowBatch.first` therefore changes nothing here. Inactive rows come
 back unchanged. State size is fixed (2 snapshots of MLP weights + momentum per row), whatever the
 dialogue length. `enabled=False` never hooks the backbone: outputs are the backbone's, bit for bit.
+
+A frames model (`slm.audio_input=frames`) changes only what the backbone reads at audio positions
+(slm/audio_embedding.py): which positions are written and read is still decided by their code ids
+(audio_id_range), and the layer-L states written are those the projected frames produce.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from convmem.errors import ConfigError
 from convmem.memory.base import WindowBatch
 from convmem.memory.mal_layer import MALAdapter, capture_layer_input, find_decoder_layers, layer_input_hook
 from convmem.memory.neural_memory import NeuralMemoryConfig, Params
+from convmem.slm.audio_embedding import model_inputs
 
 
 @dataclass
@@ -247,7 +252,7 @@ class MALMemory:
             return state, nan
         weights, momentum, loss = state.weights, state.momentum, nan
         if bool(mask.any()):
-            with torch.no_grad():  # the backbone is frozen and its inputs are token ids
+            with torch.no_grad():  # the backbone (and a frames model's projector) is frozen
                 hidden = capture_layer_input(self._layer, lambda: self._forward(batch))
             weights, momentum, loss = self.adapter.write(weights, momentum, hidden, mask, self.cfg.chunk_size)
         active = batch.active
@@ -285,7 +290,8 @@ class MALMemory:
     # ----------------------------------------------------------------- helpers
     def _forward(self, batch: WindowBatch) -> Any:
         return self.model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids()
+            **model_inputs(self.model, batch.input_ids, batch.frames),
+            attention_mask=batch.attention_mask, position_ids=batch.position_ids(),
         )
 
     def _utterance_audio(self, batch: WindowBatch) -> torch.Tensor:
@@ -299,8 +305,4 @@ class MALMemory:
 
     def _on_device(self, batch: WindowBatch) -> WindowBatch:
         """The batch on the adapter's (= model's) device; the engine builds windows on the CPU."""
-        device = self._device()
-        if batch.input_ids.device == device:
-            return batch
-        return WindowBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.target_mask,
-                                                      batch.end_pos, batch.active, batch.first)))
+        return batch.to(self._device())

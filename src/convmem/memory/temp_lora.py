@@ -37,6 +37,7 @@ from convmem.memory.base import WindowBatch
 from convmem.memory.batched_lora import ALL_LINEAR, BatchedLoRA
 from convmem.memory.row_adamw import RowOptState, make_row_optimizer
 from convmem.memory.stepping import SteppingState, make_stepping
+from convmem.slm.audio_embedding import model_inputs
 
 
 @dataclass
@@ -274,8 +275,9 @@ class DPMMemory:
         elsewhere (a 150k-token vocabulary over 1024 positions is 600 MB a row in fp32)."""
         mask = sub.attention_mask.bool()
         extra = {"logits_to_keep": keep} if self._takes_logits_to_keep else {}
+        inputs = model_inputs(self.model, sub.input_ids, sub.frames)  # outside the hooks: no LoRA on it
         with self.lora.attached(lora_a, lora_b, mask):
-            logits = self.model(input_ids=sub.input_ids, attention_mask=sub.attention_mask,
+            logits = self.model(**inputs, attention_mask=sub.attention_mask,
                                 position_ids=sub.position_ids(), **extra).logits
         return logits[:, logits.shape[1] - keep:]
 
@@ -289,11 +291,12 @@ class DPMMemory:
         pos = pos.clamp(min=0)
         ids = batch.input_ids[rows].gather(1, pos)
         tgt = valid if targets is None else targets[rows].gather(1, pos) & valid
+        frames = None if batch.frames is None else batch.frames[rows[:, None], pos]
         n = rows.shape[0]
         return WindowBatch(input_ids=ids, attention_mask=valid.long(), target_mask=tgt,
                            end_pos=torch.full((n,), length - 1, device=end.device),
                            active=torch.ones(n, dtype=torch.bool, device=end.device),
-                           first=torch.zeros(n, dtype=torch.bool, device=end.device))
+                           first=torch.zeros(n, dtype=torch.bool, device=end.device), frames=frames)
 
     @staticmethod
     def _first_real(batch: WindowBatch) -> torch.Tensor:
@@ -306,7 +309,7 @@ class DPMMemory:
         Returns: (state, updated in place; float32[B] token-weighted mean L_t before each chunk's
         first step, NaN where no write happened).
         """
-        batch = _to_device(batch, self.device)
+        batch = batch.to(self.device)
         n_rows, width = batch.input_ids.shape
         if n_rows != state.batch_size:
             raise ValueError(f"write: batch has {n_rows} rows, state has {state.batch_size}")
@@ -393,7 +396,7 @@ class DPMMemory:
     def read(self, state: DPMState, batch: WindowBatch) -> torch.Tensor:
         """Emotion logits float32[B, n_emotions] at `<audio_end>` (last n_limit tokens of the
         window) with each row's temporary LoRA active; NaN for inactive rows."""
-        batch = _to_device(batch, self.device)
+        batch = batch.to(self.device)
         n_rows = batch.batch_size
         if n_rows != state.batch_size:
             raise ValueError(f"read: batch has {n_rows} rows, state has {state.batch_size}")
@@ -414,10 +417,6 @@ class DPMMemory:
 def _take_rows(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """t[rows] for sorted distinct rows, without copying when they are all rows (the usual case)."""
     return t if rows.numel() == t.shape[0] else t[rows]
-
-
-def _to_device(batch: WindowBatch, device: torch.device) -> WindowBatch:
-    return WindowBatch(*(getattr(batch, f.name).to(device) for f in dataclasses.fields(WindowBatch)))
 
 
 __all__ = ["DPMConfig", "DPMState", "DPMMemory", "conversation_seed"]

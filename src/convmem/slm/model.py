@@ -17,6 +17,10 @@ Saved model dirs are self-contained and hold MERGED fp32 weights (HF `config.jso
 `model.safetensors`, the expanded tokenizer when there is one, `vocab.json`, `slm_config.json`):
 the emotion SLM and its LoRA are frozen at inference (DPM Algorithm 1), so a merged model is what
 every reader needs; the unmerged adapter lives only in training checkpoints.
+
+With `audio_input: frames` (slm/audio_embedding.py) the model also has an `AudioProjector`
+(continuous frames -> input embeddings), trained fully (also beside a LoRA'd HF backbone: it is new),
+never a LoRA target, and saved beside the HF weights as `audio_projector.safetensors`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
+from convmem.slm.audio_embedding import AUDIO_INPUTS, PROJECTOR_ATTR, PROJECTOR_FILE, AudioProjector, projector_of
 from convmem.slm.vocab import EmotionVocab, expand_tokenizer
 
 TINY = "tiny"
@@ -62,6 +67,13 @@ class SLMConfig:
     # End each utterance's audio with its speaker-relative prosody marks (slm/vocab.py; not in
     # the paper, so off by default).
     prosody_marks: bool = False
+    # What audio positions read: "codes" (code embeddings) or "frames" (projected continuous encoder
+    # frames, slm/audio_embedding.py; needs a tokenizer that offers frames). Codes stay the targets.
+    audio_input: str = "codes"
+
+    def __post_init__(self) -> None:
+        if self.audio_input not in AUDIO_INPUTS:
+            raise ConfigError(f"slm config: audio_input {self.audio_input!r} not one of {AUDIO_INPUTS}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -73,6 +85,10 @@ class SLMConfig:
         if unknown:
             raise ConfigError(f"slm config: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
+
+    @property
+    def reads_frames(self) -> bool:
+        return self.audio_input == "frames"
 
     @property
     def is_tiny(self) -> bool:
@@ -93,16 +109,31 @@ def make_vocab(cfg: SLMConfig, codebook_size: int, labels: Sequence[str]) -> Emo
     return expand_tokenizer(_load_tokenizer(cfg.backbone), codebook_size, labels, cfg.prosody_marks)
 
 
-def build_model(cfg: SLMConfig, vocab: EmotionVocab) -> torch.nn.Module:
+def build_model(cfg: SLMConfig, vocab: EmotionVocab, frame_dim: int | None = None) -> torch.nn.Module:
     """A trainable emotion SLM for `vocab` (see module doc). Init is seeded by `cfg.init_seed`.
 
     The returned module maps input_ids int64[B, T] → logits float[B, T, V] with V >= vocab.size,
     and carries `slm_config`, `slm_vocab` (and `slm_tokenizer` for HF backbones) attributes
-    that `save_model` uses.
+    that `save_model` uses. `frame_dim` (D of the tokenizer's frames) is required exactly when
+    `cfg.audio_input == "frames"`: the model then has an `AudioProjector(D, hidden)`.
     """
+    if cfg.reads_frames != (frame_dim is not None):
+        raise ConfigError("slm.audio_input=frames needs the frame dim of the tokenizer's frames, "
+                          "and only it takes one" if cfg.reads_frames else
+                          f"slm.audio_input={cfg.audio_input}: a frame dim was given to a codes model")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.init_seed)
-        return _build_tiny(cfg, vocab) if cfg.is_tiny else _build_hf(cfg, vocab)
+        model = _build_tiny(cfg, vocab) if cfg.is_tiny else _build_hf(cfg, vocab)
+        if frame_dim is not None:
+            _attach_projector(model, AudioProjector(frame_dim, model.get_input_embeddings().weight.shape[-1]))
+        return model
+
+
+def _attach_projector(model: torch.nn.Module, projector: AudioProjector) -> None:
+    """Register `projector` on the innermost model, after any PEFT injection (so LoRA never wraps it
+    and it stays fully trainable); dtype follows the input embedding."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    setattr(inner, PROJECTOR_ATTR, projector.to(model.get_input_embeddings().weight.dtype))
 
 
 def _attach(model: torch.nn.Module, cfg: SLMConfig, vocab: EmotionVocab, tokenizer) -> None:
@@ -201,7 +232,16 @@ def save_model(model: torch.nn.Module, out_dir: str | os.PathLike) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         plain = merged(model)
-        plain.save_pretrained(tmp)
+        projector = projector_of(plain)
+        if projector is None:
+            plain.save_pretrained(tmp)
+        else:
+            from safetensors.torch import save_file
+
+            own = {k: v for k, v in plain.state_dict().items() if not k.startswith(PROJECTOR_ATTR + ".")}
+            plain.save_pretrained(tmp, state_dict=own)
+            save_file({k: v.detach().contiguous().cpu() for k, v in projector.state_dict().items()},
+                      str(tmp / PROJECTOR_FILE))
         tokenizer = getattr(model, "slm_tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -250,5 +290,18 @@ def load_model(model_dir: str | os.PathLike, merge: bool = True) -> tuple[torch.
 
         tokenizer = AutoTokenizer.from_pretrained(d)
     _attach(model, cfg, vocab, tokenizer)
+    if cfg.reads_frames:
+        _attach_projector(model, _load_projector(d, model.get_input_embeddings().weight.shape[-1]))
     model.eval()
     return model, vocab, cfg
+
+
+def _load_projector(d: Path, hidden_size: int) -> AudioProjector:
+    from safetensors.torch import load_file
+
+    if not (d / PROJECTOR_FILE).is_file():
+        raise ConfigError(f"{d}: a frames model (slm.audio_input=frames) without its {PROJECTOR_FILE}")
+    state = load_file(str(d / PROJECTOR_FILE))
+    projector = AudioProjector(int(state["norm.weight"].shape[0]), hidden_size)
+    projector.load_state_dict(state)
+    return projector

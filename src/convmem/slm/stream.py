@@ -35,11 +35,14 @@ class CodedDialogue:
         utterances:  list of (codes int64[n_i], emotion str | None), in time order.
         marks:       per utterance, its prosody marks int64[4] (`convmem.audio.relative_prosody`),
                      or None when the model reads none.
+        frames:      per utterance, the continuous frames float32[n_i, D] its codes were assigned
+                     from, or None when the model reads codes (slm/audio_embedding.py).
     """
 
     dialogue_id: str
     utterances: list[CodedUtterance] = field(default_factory=list)
     marks: list[np.ndarray] | None = None
+    frames: list[np.ndarray] | None = None
 
     @property
     def codes(self) -> list[np.ndarray]:
@@ -48,6 +51,11 @@ class CodedDialogue:
     @property
     def emotions(self) -> list[str | None]:
         return [e for _, e in self.utterances]
+
+    def inputs(self, vocab: EmotionVocab) -> list:
+        """Each utterance's model input (`slm.audio_embedding.UtteranceInput`: ids, frames)."""
+        pick = lambda table, i: None if table is None else table[i]  # noqa: E731
+        return [vocab.utterance_input(c, pick(self.marks, i), pick(self.frames, i)) for i, c in enumerate(self.codes)]
 
     @property
     def n_tokens(self) -> int:
@@ -67,6 +75,8 @@ class Stream:
         audio_end_pos: int64[U]  index of each utterance's `<audio_end>`.
         emotion_pos:   int64[U]  index of each utterance's emotion token, -1 where absent.
         labels:        int64[U]  class index (into `vocab.labels`) of the emotion token, -1 where absent.
+        frames:        float32[N, D] continuous frames aligned with `ids` (zeros where the id is not
+                                 audio), or None (a codes model).
     """
 
     ids: torch.Tensor
@@ -74,6 +84,7 @@ class Stream:
     audio_end_pos: torch.Tensor
     emotion_pos: torch.Tensor
     labels: torch.Tensor
+    frames: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -89,7 +100,8 @@ class Stream:
 
 def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
                  emotions: Sequence[str | None], where: str = "dialogue",
-                 insert_emotion_tokens: bool = True, marks: Sequence[np.ndarray] | None = None) -> Stream:
+                 insert_emotion_tokens: bool = True, marks: Sequence[np.ndarray] | None = None,
+                 frames: Sequence[np.ndarray] | None = None) -> Stream:
     """Concatenate utterances into one stream (see module doc for the layout).
 
     Args:
@@ -100,21 +112,27 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
             the stream, so the model never sees an earlier utterance's emotion token — the
             training counterpart of inference with `emotion_tokens="none"`.
         marks:    per utterance, prosody marks int64[4]; required exactly when `vocab.prosody_marks`.
+        frames:   per utterance, its codes' frames float32[n_i, D] (a frames model), or None.
     """
     if len(codes) != len(emotions):
         raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(emotions)} emotions")
-    if marks is not None and len(marks) != len(codes):
-        raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(marks)} of prosody marks")
+    for name, extra in (("prosody marks", marks), ("frames", frames)):
+        if extra is not None and len(extra) != len(codes):
+            raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(extra)} of {name}")
     pieces: list[torch.Tensor] = []
+    frame_pieces: list[torch.Tensor] = []
     utt_start, end_pos, emo_pos, labels = [], [], [], []
     n = 0
     for i, (c, emo) in enumerate(zip(codes, emotions)):
         try:
-            a = vocab.utterance_ids(c, None if marks is None else marks[i])
+            a = vocab.utterance_input(c, None if marks is None else marks[i], None if frames is None else frames[i])
             lab = vocab.label_index(emo) if emo is not None else -1
         except ValueError as exc:
             raise ValueError(f"{where}, utterance {i}: {exc}") from None
         utt_start.append(n)
+        if a.frames is not None:
+            frame_pieces += [a.frames, a.frames.new_zeros(1 + (lab >= 0 and insert_emotion_tokens), a.frames.shape[1])]
+        a = a.ids
         pieces.append(a)
         n += len(a)
         end_pos.append(n)
@@ -131,7 +149,8 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
     ids = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
     as_t = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
     return Stream(ids=ids, utt_start=as_t(utt_start), audio_end_pos=as_t(end_pos),
-                  emotion_pos=as_t(emo_pos), labels=as_t(labels))
+                  emotion_pos=as_t(emo_pos), labels=as_t(labels),
+                  frames=torch.cat(frame_pieces) if frame_pieces else None)
 
 
 # What a training stream holds after each labelled utterance: its gold emotion token, or nothing.
@@ -144,4 +163,4 @@ def dialogue_stream(d: CodedDialogue, vocab: EmotionVocab, emotion_tokens: str =
     if emotion_tokens not in TRAIN_EMOTION_TOKENS:
         raise ValueError(f"emotion_tokens must be one of {TRAIN_EMOTION_TOKENS}, got {emotion_tokens!r}")
     return build_stream(d.codes, vocab, d.emotions, where=f"dialogue {d.dialogue_id!r}",
-                        insert_emotion_tokens=emotion_tokens == "gold", marks=d.marks)
+                        insert_emotion_tokens=emotion_tokens == "gold", marks=d.marks, frames=d.frames)

@@ -139,6 +139,18 @@ class EmotionVocab:
         m = torch.from_numpy(m.astype(np.int64)) + torch.arange(MARKS_PER_TURN) * (N_BINS + 1) + self.mark_offset
         return torch.cat([ids, m])
 
+    def utterance_input(self, codes, marks=None, frames=None):
+        """`utterance_ids` with the utterance's code frames float32[n, D] (a frames model; None for a
+        codes model) aligned to them: an `slm.audio_embedding.UtteranceInput`."""
+        from convmem.slm.audio_embedding import UtteranceInput, aligned_frames
+
+        ids = self.utterance_ids(codes, marks)
+        if frames is None:
+            return UtteranceInput(ids)
+        if len(frames) != len(codes):
+            raise ValueError(f"{len(frames)} frames for {len(codes)} audio codes")
+        return UtteranceInput(ids, aligned_frames(frames, len(ids)))
+
     def emotion_id(self, label: str) -> int:
         return self.emotion_ids[self.label_index(label)]
 

@@ -76,11 +76,13 @@ class Example:
         ids:        int64[L] input ids.
         la_targets: int64[L] id to predict from each position (L_a), IGNORE elsewhere.
         le_labels:  int64[L] emotion class to read at each position (L_e), IGNORE elsewhere.
+        frames:     float32[L, D] continuous frames aligned with `ids` (a frames model), or None.
     """
 
     ids: torch.Tensor
     la_targets: torch.Tensor
     le_labels: torch.Tensor
+    frames: torch.Tensor | None = None
 
     @property
     def n_keep(self) -> int:
@@ -115,6 +117,11 @@ def _la_targets(ids: torch.Tensor, first_target: int, emo_ids: torch.Tensor) -> 
     return tgt
 
 
+def _frames(stream: Stream, start: int, end: int) -> torch.Tensor | None:
+    """The stream's frames for ids[start:end] (a view), or None for a codes stream."""
+    return None if stream.frames is None else stream.frames[start:end]
+
+
 def paper_examples(stream: Stream, vocab: EmotionVocab, w: WindowConfig) -> list[Example]:
     """Eq. 3–6 windows of every utterance of `stream` (see module doc)."""
     emo_ids = torch.tensor(vocab.emotion_ids)
@@ -129,12 +136,12 @@ def paper_examples(stream: Stream, vocab: EmotionVocab, w: WindowConfig) -> list
         q_start = emotion_window(T, w.n_q)
         if lab >= 0 and q_start == a_start:
             le[-1] = lab
-        out.append(Example(ids, la, le))
+        out.append(Example(ids, la, le, _frames(stream, a_start, T + 1)))
         if lab >= 0 and q_start != a_start:
             q_ids = stream.ids[q_start:T + 1]
             q_le = torch.full_like(q_ids, IGNORE)
             q_le[-1] = lab
-            out.append(Example(q_ids, torch.full_like(q_ids, IGNORE), q_le))
+            out.append(Example(q_ids, torch.full_like(q_ids, IGNORE), q_le, _frames(stream, q_start, T + 1)))
     return [e for e in out if e.n_keep > 0]
 
 
@@ -175,7 +182,7 @@ def dense_examples(stream: Stream, vocab: EmotionVocab, n_limit: int) -> list[Ex
         pos = stream.audio_end_pos[scored]
         inside = (pos >= s) & (pos < e)
         le[pos[inside] - s] = stream.labels[scored][inside]
-        ex = Example(ids, _la_targets(ids, 1, emo_ids), le)
+        ex = Example(ids, _la_targets(ids, 1, emo_ids), le, _frames(stream, s, e))
         if ex.n_keep > 0:
             out.append(ex)
     return out
@@ -189,6 +196,7 @@ class Batch:
         input_ids, attention_mask, position_ids: int64[B, T]
         la_targets, le_labels: int64[B, T] (IGNORE on padding)
         n_keep: logits are needed only for the last n_keep positions (0 = all).
+        frames: float32[B, T, D] (zeros on padding) for a frames model, else None.
     """
 
     input_ids: torch.Tensor
@@ -197,6 +205,7 @@ class Batch:
     la_targets: torch.Tensor
     le_labels: torch.Tensor
     n_keep: int
+    frames: torch.Tensor | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -204,7 +213,8 @@ class Batch:
 
     def to(self, device) -> "Batch":
         return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.position_ids,
-                                               self.la_targets, self.le_labels)), self.n_keep)
+                                               self.la_targets, self.le_labels)), self.n_keep,
+                     None if self.frames is None else self.frames.to(device))
 
 
 def collate(examples: Sequence[Example], pad_id: int, trim_logits: bool = True) -> Batch:
@@ -215,13 +225,19 @@ def collate(examples: Sequence[Example], pad_id: int, trim_logits: bool = True) 
     mask = torch.zeros((B, T), dtype=torch.long)
     la = torch.full((B, T), IGNORE, dtype=torch.long)
     le = torch.full((B, T), IGNORE, dtype=torch.long)
+    with_frames = [e.frames is not None for e in examples]
+    if any(with_frames) and not all(with_frames):
+        raise ValueError("collate: some examples have frames and some do not")
+    frames = torch.zeros((B, T, examples[0].frames.shape[1]), dtype=torch.float32) if all(with_frames) else None
     for b, e in enumerate(examples):
         L = len(e.ids)
         ids[b, T - L:], la[b, T - L:], le[b, T - L:] = e.ids, e.la_targets, e.le_labels
         mask[b, T - L:] = 1
+        if frames is not None:
+            frames[b, T - L:] = e.frames
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     keep = max(e.n_keep for e in examples) if trim_logits else 0
-    return Batch(ids, mask, pos, la, le, 0 if keep >= T else keep)
+    return Batch(ids, mask, pos, la, le, 0 if keep >= T else keep, frames)
 
 
 def history_free_examples(stream: Stream, vocab: EmotionVocab, n_limit: int) -> list[Example]:
@@ -231,10 +247,11 @@ def history_free_examples(stream: Stream, vocab: EmotionVocab, n_limit: int) -> 
     out = []
     for u in torch.nonzero(stream.labels >= 0).flatten().tolist():
         end = int(stream.audio_end_pos[u])
-        ids = stream.ids[max(int(stream.utt_start[u]), end + 1 - n_limit): end + 1]
+        start = max(int(stream.utt_start[u]), end + 1 - n_limit)
+        ids = stream.ids[start: end + 1]
         le = torch.full_like(ids, IGNORE)
         le[-1] = stream.labels[u]
-        out.append(Example(ids, _la_targets(ids, 1, emo_ids), le))
+        out.append(Example(ids, _la_targets(ids, 1, emo_ids), le, _frames(stream, start, end + 1)))
     return out
 
 

@@ -65,6 +65,22 @@ class SpeechTokenizer(Protocol):
         ...
 
 
+def offers_frames(tokenizer) -> bool:
+    """Whether a tokenizer (or tokenizer class) offers the continuous frames its codes are assigned
+    from: the optional protocol methods `frames(waveform, sample_rate) -> float32[n_frames, D]` and
+    `frames_batch(waveforms, sample_rate) -> [float32[n_frames_i, D]]`, one frame per code (what
+    an SLM with `slm.audio_input=frames` reads)."""
+    return callable(getattr(tokenizer, "frames_batch", None)) and callable(getattr(tokenizer, "frames", None))
+
+
+def require_frames(kind: str) -> None:
+    """ConfigError unless tokenizer `kind` offers frames (`offers_frames`), naming those that do."""
+    if not offers_frames(_resolve(kind)):
+        able = [k for k in KINDS if offers_frames(_resolve(k))]
+        raise ConfigError(f"slm.audio_input=frames needs a tokenizer that offers continuous frames; "
+                          f"{kind!r} offers codes only (kinds with frames: {', '.join(able)})")
+
+
 def n_frames(samples: int) -> int:
     """Codes for `samples` samples at 16 kHz: 40 ms frames rounded half-up, at least 1."""
     if samples <= 0:

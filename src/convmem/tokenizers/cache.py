@@ -287,27 +287,84 @@ def encode_perturbed_copies(
     """
     from tqdm import tqdm
 
-    from convmem.audio.augment import draw_perturbations
-
     dialogues = list(dialogues)
-    if augment.copies <= 0:
-        return []
     fingerprint = tokenizer.fingerprint if cache is not None else None
     total = augment.copies * sum(len(d.utterances) for d in dialogues)
     out = []
     with tqdm(total=total, desc=f"tokenize perturbed copies ({tokenizer.kind})", unit="utt",
               disable=not progress) as bar:
-        for dialogue in dialogues:
-            waves = [utterance_waveform(u, dialogue) for u in dialogue.utterances]
-            for k in range(1, augment.copies + 1):
-                draws = draw_perturbations(augment, dialogue.dialogue_id, [u.speaker for u in dialogue.utterances], k)
-                codes, turns = {}, []
-                for utt, wave in zip(dialogue.utterances, waves):
-                    moved = draws[utt.speaker].apply(wave)
-                    codes[utt.id] = _codes(tokenizer, moved, cache, fingerprint)
-                    if marks:
-                        turns.append(_prosody(moved, cache))
-                    bar.update(1)
-                copy_marks = _dialogue_marks(dialogue, turns) if marks else None
-                out.append((f"{dialogue.dialogue_id}#aug{k}", dialogue, codes, copy_marks))
+        for copy_id, dialogue, moved in _perturbed_copies(dialogues, augment):
+            codes, turns = {}, []
+            for utt, wave in zip(dialogue.utterances, moved):
+                codes[utt.id] = _codes(tokenizer, wave, cache, fingerprint)
+                if marks:
+                    turns.append(_prosody(wave, cache))
+                bar.update(1)
+            out.append((copy_id, dialogue, codes, _dialogue_marks(dialogue, turns) if marks else None))
+    return out
+
+
+def _perturbed_copies(dialogues: list[Dialogue], augment) -> Iterator[tuple[str, Dialogue, list[np.ndarray]]]:
+    """(copy id "<dialogue>#aug<k>", source dialogue, its utterances' perturbed waves) of every copy,
+    in the order of `encode_perturbed_copies`; one perturbation per speaker and copy."""
+    from convmem.audio.augment import draw_perturbations
+
+    for dialogue in dialogues if augment.copies > 0 else []:
+        waves = [utterance_waveform(u, dialogue) for u in dialogue.utterances]
+        for k in range(1, augment.copies + 1):
+            draws = draw_perturbations(augment, dialogue.dialogue_id, [u.speaker for u in dialogue.utterances], k)
+            yield (f"{dialogue.dialogue_id}#aug{k}", dialogue,
+                   [draws[u.speaker].apply(w) for u, w in zip(dialogue.utterances, waves)])
+
+
+FRAMES_BATCH = 32  # utterances per `frames_batch` call
+
+
+def dialogue_frames(tokenizer, dialogues: Iterable[Dialogue], progress: bool = True) -> dict[str, np.ndarray]:
+    """Continuous frames of every utterance (a tokenizer that `offers_frames`): {utterance id:
+    float32[n_frames, D]}, one frame per code of `encode_dialogues`. Caching is the tokenizer's
+    own (whisper-kmeans keeps its features by audio content), so a rerun or another fold does not
+    run the encoder again."""
+    dialogues = list(dialogues)
+    return _frames_of(tokenizer, ((u.id, utterance_waveform(u, d)) for d in dialogues for u in d.utterances),
+                      sum(len(d.utterances) for d in dialogues), "frames", progress)
+
+
+def perturbed_copy_frames(tokenizer, dialogues: Iterable[Dialogue], augment, progress: bool = True
+                          ) -> list[dict[str, np.ndarray]]:
+    """Frames of the perturbed copies of `encode_perturbed_copies` (same copies, same order):
+    per copy {utterance id: float32[n_frames, D]}."""
+    dialogues = list(dialogues)
+    out = []
+    for _, dialogue, moved in _perturbed_copies(dialogues, augment):
+        out.append(_frames_of(tokenizer, ((u.id, w) for u, w in zip(dialogue.utterances, moved)),
+                              len(moved), "frames of a perturbed copy", False))
+    return out
+
+
+def _frames_of(tokenizer, items: Iterable[tuple[str, np.ndarray]], total: int, what: str,
+               progress: bool) -> dict[str, np.ndarray]:
+    from tqdm import tqdm
+
+    out: dict[str, np.ndarray] = {}
+    batch: list[tuple[str, np.ndarray]] = []
+
+    def flush() -> None:
+        for (uid, wave), f in zip(batch, tokenizer.frames_batch([w for _, w in batch], SAMPLE_RATE)):
+            f = np.asarray(f, dtype=np.float32)
+            if f.ndim != 2 or f.shape[0] != n_frames(wave.size):
+                raise ConfigError(f"{tokenizer.kind}: frames of shape {f.shape} for {n_frames(wave.size)} codes")
+            out[uid] = f
+        bar.update(len(batch))
+        batch.clear()
+
+    with tqdm(total=total, desc=f"{what} ({tokenizer.kind})", unit="utt", disable=not progress) as bar:
+        for uid, wave in items:
+            if uid in out or any(uid == b for b, _ in batch):
+                raise ManifestError(f"utterance id {uid!r} occurs twice")
+            batch.append((uid, wave))
+            if len(batch) == FRAMES_BATCH:
+                flush()
+        if batch:
+            flush()
     return out

@@ -11,6 +11,8 @@ codebook, so they are cached by audio content (`WhisperFeatureStore`) when a cod
 run on the same corpus, runs the encoder once per utterance. Without a code cache (predict, serve)
 nothing is written. Features are rounded to float16 whether they come from the store or the
 encoder, so a first run and a cached run give the same codes.
+The same features are this tokenizer's `frames` (the continuous input of an SLM with
+`slm.audio_input=frames`).
 
 Fingerprint: the kind, the config (model, layer, codebook size, seed, ...), the pinned sha256 of
 the Whisper weights (checked at every load), and the codebook.
@@ -25,11 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from convmem.errors import ConfigError
-from convmem.tokenizers.base import SAMPLE_RATE, config_from_dict, iter_waveforms, n_frames
+from convmem.tokenizers.base import SAMPLE_RATE, config_from_dict, iter_waveforms, n_frames, prepare_waveform
 from convmem.tokenizers.kmeans import CODEBOOK_FILE, FittedKMeansMixin, KMeansCodebook
 from convmem.tokenizers.whisper_package import whisper_package
 
 FEATURE_BATCH = 32  # utterances per encoder call while fitting
+RECENT_UTTERANCES = 8  # features of the latest utterances kept in memory (see features_batch)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
         self.codebook = codebook
         self._encoder = None
         self._store = None
+        self._recent: dict[bytes, np.ndarray] = {}
 
     @classmethod
     def from_config(cls, config: dict) -> WhisperKMeansTokenizer:
@@ -126,19 +130,39 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
 
     def features_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """16 kHz float32[samples] each -> float32[n_frames, hidden] each (float16-rounded)."""
+        import hashlib
+
         store = self._store
         hidden = self.encoder.hidden_size
-        found = [store.get(w, hidden) if store else None for w in waves]
+        keys = [hashlib.sha256(np.ascontiguousarray(w, dtype=np.float32).tobytes()).digest() for w in waves]
+        # with a store attached it is the cache; without one, the last few utterances are
+        found = [store.get(w, hidden) for w in waves] if store else [self._recent.get(k) for k in keys]
         todo = [i for i, f in enumerate(found) if f is None]
         if todo:
             for i, feats in zip(todo, self.encoder.features([waves[i] for i in todo])):
                 found[i] = feats.astype(np.float16)
                 if store:
                     store.put(waves[i], found[i])
+        # The last few utterances' features stay in memory: a live turn is encoded to codes and read
+        # as frames right after, and must not run the encoder twice when no store is attached.
+        for k, f in zip(keys, found):
+            self._recent.pop(k, None)
+            self._recent[k] = f
+        while len(self._recent) > RECENT_UTTERANCES:
+            self._recent.pop(next(iter(self._recent)))
         return [f.astype(np.float32) for f in found]
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         return self.features_batch([wave])[0]
+
+    # the optional frames protocol (tokenizers.base.offers_frames): what the codes are assigned from
+    def frames_batch(self, waveforms: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+        """float32[samples] each -> float32[n_frames, hidden] each: the frames `encode` assigns codes
+        from (float16-rounded, cached by audio content like the features of `fit`)."""
+        return self.features_batch([prepare_waveform(w, sample_rate) for w in waveforms])
+
+    def frames(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        return self.frames_batch([waveform], sample_rate)[0]
 
     def fit(self, waveforms: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE):
         """Learn the codebook from `waveforms` (training sessions only); returns self."""

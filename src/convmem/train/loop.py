@@ -24,6 +24,7 @@ import torch
 
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
+from convmem.slm.audio_embedding import model_inputs
 from convmem.slm.code_noise import corrupt_codes
 from convmem.slm.loss import Losses, slm_loss
 from convmem.slm.stream import TRAIN_EMOTION_TOKENS, CodedDialogue, dialogue_stream
@@ -131,6 +132,8 @@ def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> d
         h.update(e.ids.numpy().tobytes())
         h.update(e.la_targets.numpy().tobytes())
         h.update(e.le_labels.numpy().tobytes())
+        if e.frames is not None:
+            h.update(e.frames.numpy().tobytes())
     keys = ("objective", "n_o", "n_p", "n_q", "batch_size", "epochs", "seed", "lr", "schedule", "warmup_frac",
             "emotion_tokens", "history_free", "code_noise")
     return {"examples": h.hexdigest()[:16], "n_examples": len(examples), "world_size": world,
@@ -139,7 +142,8 @@ def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> d
 
 def forward_losses(model: torch.nn.Module, batch, vocab: EmotionVocab, per_example: bool) -> Losses:
     """Eq. 7 losses of a collated `Batch` (already on the model's device)."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+    inner = getattr(model, "module", model)  # what a DDP wrapper (multi-process Accelerate) wraps
+    out = model(**model_inputs(inner, batch.input_ids, batch.frames), attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids, logits_to_keep=batch.n_keep, use_cache=False)
     la, le = batch.la_targets, batch.le_labels
     if batch.n_keep:
@@ -168,6 +172,10 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
     if slm_cfg is None:
         raise ConfigError("train_slm: model lacks slm_config (its n_limit); build it with slm.model.build_model")
     n_limit = slm_cfg.n_limit
+    wrong = [d.dialogue_id for d in train_dialogues if (d.frames is not None) != slm_cfg.reads_frames]
+    if wrong:
+        raise ConfigError(f"train_slm: the model reads {slm_cfg.audio_input} at audio positions, and dialogue "
+                          f"{wrong[0]!r} {'lacks' if slm_cfg.reads_frames else 'has'} frames")
     examples = build_examples((dialogue_stream(d, vocab, cfg.emotion_tokens) for d in train_dialogues), vocab,
                               cfg.objective, cfg.windows, n_limit, history_free=cfg.history_free)
     if not examples:

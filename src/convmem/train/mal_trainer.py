@@ -34,10 +34,13 @@ class UtteranceTokens:
         audio_ids: int64[n] audio token ids (vocab ids, inside MALConfig.audio_id_range), then the
             utterance's prosody mark ids when the model reads marks (never written into the memory).
         label: index into MALConfig.emotion_ids, or None (context only, never scored).
+        frames: float32[n, D] continuous frames aligned with audio_ids (zeros at marks) for a model
+            that reads frames (slm/audio_embedding.py), else None.
     """
 
     audio_ids: torch.Tensor
     label: int | None = None
+    frames: torch.Tensor | None = None
 
 
 Dialogue = Sequence[UtteranceTokens]
@@ -88,31 +91,42 @@ def dialogue_window_batch(
     A row whose dialogue is None or shorter than index+1 is inactive (its window is a lone
     `<audio_end>` that nothing writes or scores).
     """
-    rows, targets, active = [], [], []
+    rows, row_frames, targets, active = [], [], [], []
     end = torch.tensor([audio_end_id], dtype=torch.long)
+    dims = {u.frames.shape[1] if u.frames is not None else None for d in dialogues if d is not None for u in d}
+    if len(dims) > 1:
+        raise ValueError("dialogue_window_batch: some utterances carry frames and some do not")
+    dim = dims.pop() if dims else None
+
+    def with_end(u: UtteranceTokens) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ids = torch.cat([u.audio_ids.long().cpu(), end])
+        return ids, None if dim is None else torch.cat([u.frames.float().cpu(), torch.zeros(1, dim)])
+
     for dialogue in dialogues:
         if dialogue is None or index >= len(dialogue):
             rows.append(end)
+            row_frames.append(None if dim is None else torch.zeros(1, dim))
             targets.append(0)
             active.append(False)
             continue
-        current = torch.cat([dialogue[index].audio_ids.long().cpu(), end])
-        prefix = torch.zeros(0, dtype=torch.long)
-        if history_tokens > 0 and index > 0:
-            past = torch.cat([t for u in dialogue[:index] for t in (u.audio_ids.long().cpu(), end)])
-            prefix = past[-history_tokens:]
-        rows.append(torch.cat([prefix, current]))
-        targets.append(len(current))
+        pieces = [with_end(u) for u in (dialogue[:index] if history_tokens > 0 else [])] + [with_end(dialogue[index])]
+        keep = len(pieces[-1][0]) + (min(history_tokens, sum(len(p[0]) for p in pieces[:-1])) if index > 0 else 0)
+        rows.append(torch.cat([p[0] for p in pieces])[-keep:])
+        row_frames.append(None if dim is None else torch.cat([p[1] for p in pieces])[-keep:])
+        targets.append(len(pieces[-1][0]))
         active.append(True)
     width = max(len(r) for r in rows)
     batch = len(rows)
     input_ids = torch.full((batch, width), pad_id, dtype=torch.long)
     attention = torch.zeros((batch, width), dtype=torch.long)
     target = torch.zeros((batch, width), dtype=torch.bool)
+    frames = None if dim is None else torch.zeros((batch, width, dim), dtype=torch.float32)
     for b, (row, n_target) in enumerate(zip(rows, targets)):
         input_ids[b, width - len(row):] = row
         attention[b, width - len(row):] = 1
         target[b, width - n_target:] = n_target > 0
+        if frames is not None:
+            frames[b, width - len(row):] = row_frames[b]
     return WindowBatch(
         input_ids=input_ids,
         attention_mask=attention,
@@ -120,6 +134,7 @@ def dialogue_window_batch(
         end_pos=torch.full((batch,), width - 1, dtype=torch.long),
         active=torch.tensor(active),
         first=torch.tensor([a and index == 0 for a in active]),
+        frames=frames,
     )
 
 
