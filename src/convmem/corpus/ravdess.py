@@ -23,11 +23,7 @@ was made with rounding, and each clip is cut or zero-padded to exactly that leng
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +32,7 @@ import numpy as np
 from convmem.audio.io import SAMPLE_RATE, audio_info, load_audio, write_wav
 from convmem.corpus.types import EMOTIONS, EMOTIONS_7, Dialogue, Utterance
 from convmem.errors import ManifestError
+from convmem.staging import check_output_dir, staged_directory
 
 # RAVDESS emotion code → the category that carries inertia (neutral and calm merged).
 _CATEGORY = {1: "neu", 2: "neu", 3: "hap", 4: "sad", 5: "ang", 6: "fea", 7: "dis", 8: "sur"}
@@ -43,6 +40,8 @@ _STATEMENTS = {1: "Kids are talking by the door", 2: "Dogs are sitting by the do
 _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 _ACTOR_DIR = re.compile(r"^Actor_(\d\d)$")
 AUDIO_SUFFIXES = (".wav", ".flac")
+# what `convmem corpus` writes into OUT: what --force may replace (convmem.staging)
+OWNED_FILES = ("manifest.jsonl", "summary.json", "audio/*.wav")
 
 
 @dataclass(frozen=True)
@@ -310,42 +309,12 @@ def build_ravdess(src: str | Path, out: str | Path, config: RavdessConfig = Ravd
 
     Everything is built in a temporary sibling folder and renamed onto `out` at the end, so an
     error or interrupt never leaves a half-written corpus. An existing non-empty `out` is only
-    replaced with `force=True`.
+    replaced with `force=True`, and only when it holds nothing but OWNED_FILES (convmem.staging).
     """
     out = Path(out)
-    check_output_dir(out, force)
+    check_output_dir(out, force, OWNED_FILES)
     report = RavdessReport()
     plans = plan_dialogues(scan_clips(src, report), config, report)
-    with staged_directory(out, force) as stage:
+    with staged_directory(out, force, OWNED_FILES) as stage:
         render_corpus(plans, stage, config.labels, progress)
     return to_dialogues(plans, out / "audio", config.labels), report
-
-
-def check_output_dir(out: Path, force: bool = False) -> None:
-    """Refuse a file at `out`, or a non-empty folder unless `force` (checked before long work)."""
-    if out.exists() and not out.is_dir():
-        raise ManifestError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ManifestError(f"{out}: folder exists and is not empty (use --force to replace it)")
-
-
-@contextlib.contextmanager
-def staged_directory(out: Path, force: bool = False):
-    """Yield an empty temporary folder beside `out`; on success it replaces `out` (rename)."""
-    out = Path(out)
-    check_output_dir(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield stage
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "x")
-        os.replace(stage, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
