@@ -112,3 +112,35 @@ def test_stopping_early_terminates_the_running_processes(tmp_path):
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be >= 1"):
         list(imap_fresh(_square_and_pid, [1], workers=0))
+
+
+_ORPHAN_SCRIPT = """
+import os, signal, sys, threading, time
+from convmem.fresh_processes import imap_fresh
+from tests.test_fresh_processes import _sleep_then_return
+
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+list(imap_fresh(_sleep_then_return, [2.0, 2.0], workers=2))
+"""
+
+
+def _sleep_then_return(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_workers_of_a_killed_parent_exit_quietly():
+    """The parent dies (SIGKILL) while its workers run: they finish, find nobody listening and
+    exit without a BrokenPipeError traceback on the terminal they share with it."""
+    import subprocess
+    import sys
+
+    import convmem
+
+    root, src = Path(__file__).resolve().parents[1], Path(convmem.__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(root)])})
+    out = proc.stdout.read()  # EOF only once the workers, which share the pipe, are gone too
+    assert proc.wait() == -signal.SIGKILL
+    assert "Traceback" not in out and "BrokenPipeError" not in out, out

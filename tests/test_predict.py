@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import threading
 import time
 
@@ -18,7 +19,7 @@ import torch
 
 from convmem.audio.segments import TimeSegment
 from convmem.cli import main
-from convmem.errors import AudioError, ConfigError, ConvmemError
+from convmem.errors import AudioError, ConfigError, ConvmemError, ManifestError
 from convmem.predict import Predictor, Timeline
 from tests.model_fixture import speech_clips, speech_recording, tiny_bundle
 
@@ -234,7 +235,7 @@ def test_bad_inputs_are_clear(model_dir, recording, tmp_path):
     pred = Predictor.load(model_dir, memory="none")
     with pytest.raises(AudioError, match="not found"):
         pred.predict(tmp_path / "missing.wav", progress=False)
-    with pytest.raises(ConfigError, match="after the end"):
+    with pytest.raises(ManifestError, match="x.csv:2: starts at 999.000 s, after the end"):
         pred.predict(path, segments=[TimeSegment(999.0, 1000.0, where="x.csv:2")], progress=False)
 
 
@@ -257,6 +258,88 @@ def test_cli(model_dir, recording, tmp_path, capsys):
     assert main(["predict", str(model_dir), str(path), "--out", str(tmp_path / "x.txt")]) == 2
     assert main(["predict", str(model_dir), str(tmp_path / "none.wav")]) == 2
     assert "audio file not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- recordings and segment files that lie
+
+
+def test_segments_past_the_audio_overlapping_or_duplicated_are_refused(model_dir, recording, tmp_path, capsys):
+    """The rule manifests are held to (corpus/turn_times.py) holds for segment files too."""
+    path, _, _ = recording
+    duration = sf.info(path).duration
+    cases = {"past_end": f"start,end\n1.0,2.0\n6.0,{duration + 12:.1f}\n",
+             "overlap": "start,end,speaker\n1.0,3.0,A\n2.0,4.0,A\n",
+             "duplicate": "start,end,speaker\n1.0,2.0,A\n1.0,2.0,A\n"}
+    messages = {"past_end": ":3: .* s is outside the audio", "overlap": ":3: turns of speaker 'A' overlap",
+                "duplicate": ":3: duplicates .*:2"}
+    for name, text in cases.items():
+        seg = tmp_path / f"{name}.csv"
+        seg.write_text(text)
+        out = tmp_path / f"{name}.json"
+        assert main(["predict", str(model_dir), str(path), "--segments", str(seg), "--out", str(out),
+                     "--quiet", "--no-plot"]) == 2, name
+        err = capsys.readouterr().err
+        assert re.search(f"{re.escape(str(seg))}{messages[name]}", err), (name, err)
+        assert not out.exists()
+    # crosstalk of two speakers is fine
+    ok = tmp_path / "crosstalk.csv"
+    ok.write_text("start,end,speaker\n1.0,3.0,A\n2.0,4.0,B\n")
+    assert len(Predictor.load(model_dir, memory="none").predict(path, segments=ok, progress=False).utterances) == 2
+
+
+def test_rttm_lines_of_another_recording_are_not_merged(model_dir, recording, tmp_path, capsys):
+    path, _, _ = recording  # talk.wav
+    rttm = tmp_path / "both.rttm"
+    rttm.write_text("SPEAKER other 1 0.50 1.00 <NA> <NA> x <NA> <NA>\n"
+                    "SPEAKER other 1 5.00 1.00 <NA> <NA> x <NA> <NA>\n"
+                    "SPEAKER talk 1 1.00 1.50 <NA> <NA> A <NA> <NA>\n")
+    pred = Predictor.load(model_dir, memory="none")
+    t = pred.predict(path, segments=rttm, progress=False)  # picked by the audio's name
+    assert [(u.start, u.end, u.speaker) for u in t.utterances] == [(1.0, 2.5, "A")]
+    out = tmp_path / "t.json"
+    assert main(["predict", str(model_dir), str(path), "--segments", str(rttm), "--file-id", "other",
+                 "--out", str(out), "--quiet", "--no-plot"]) == 0
+    assert [u["speaker"] for u in json.loads(out.read_text())["utterances"]] == ["x", "x"]
+    rttm.write_text(rttm.read_text().replace(" talk ", " third "))
+    assert main(["predict", str(model_dir), str(path), "--segments", str(rttm), "--quiet", "--no-plot",
+                 "--out", str(out)]) == 2
+    assert "RTTM lines of 2 recordings ('other', 'third')" in capsys.readouterr().err
+
+
+def test_all_nan_recording_is_an_error_naming_the_file(model_dir, tmp_path, capsys):
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(32000, np.nan, np.float32), 16000, subtype="FLOAT")
+    assert main(["predict", str(model_dir), str(nan), "--out", str(tmp_path / "n.json"), "--quiet", "--no-plot"]) == 2
+    assert f"{nan}: audio is all NaN" in capsys.readouterr().err
+    assert not (tmp_path / "n.json").exists()
+
+
+@pytest.mark.parametrize("name, wave, says", [
+    ("silent.wav", np.zeros(48000, np.float32), "the audio is silent (peak digital silence)"),
+    ("short.wav", 0.3 * np.sin(np.arange(800) / 5).astype(np.float32), "0.050 s of audio is shorter than the shortest"),
+])
+def test_silent_or_too_short_recording_warns_naming_the_file(model_dir, tmp_path, capsys, name, wave, says):
+    path = tmp_path / name
+    sf.write(path, wave, 16000)
+    out = tmp_path / "t.json"
+    assert main(["predict", str(model_dir), str(path), "--out", str(out), "--quiet", "--no-plot"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}: {says}" in err
+    warned = [line.removeprefix("warning: ") for line in err.splitlines() if line.startswith("warning: ")]
+    assert json.loads(out.read_text())["warnings"] == warned and len(warned) == 1
+
+
+def test_too_short_utterance_is_refused_live_and_skipped_from_segments(model_dir, recording):
+    path, wave, _ = recording
+    pred = Predictor.load(model_dir, memory="none")
+    session = pred.open_session("s")
+    with pytest.raises(AudioError, match="utterance of 4 samples .* shorter than the shortest"):
+        session.push_utterance(wave[16000:16004], 16000)
+    with pytest.raises(AudioError, match="times must be finite"):
+        session.push_utterance(wave[16000:24000], 16000, start=0.0, end=float("inf"))
+    session.close()
+    t = pred.predict(path, segments=[TimeSegment(1.0, 1.05, "A"), TimeSegment(2.0, 3.0, "A")], progress=False)
+    assert [(u.start, u.end) for u in t.utterances] == [(2.0, 3.0)] and t.dropped_short == 1
 
 
 # ---------------------------------------------------------------- the acceptance test

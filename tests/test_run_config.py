@@ -33,13 +33,103 @@ def test_unknown_fields_in_the_corpus_name_are_a_config_error(name):
         load_config(RunConfig, DEMO, [f"corpus.name={name}"])
 
 
-def test_a_run_folder_resumes_after_a_descriptive_change_only(tmp_path):
-    from convmem.eval.runner import _check_or_write_config
+def test_a_run_folder_with_results_resumes_after_a_descriptive_change_only(tmp_path):
+    from convmem.eval.run_folder import claim_run_folder
 
-    _check_or_write_config(tmp_path, load_config(RunConfig, DEMO))
-    _check_or_write_config(tmp_path, load_config(RunConfig, DEMO, ["corpus.name=renamed", "corpus.caveat=c"]))
-    with pytest.raises(ConfigError, match=r"different config \(differs at: corpus\.synth_seed\)"):
-        _check_or_write_config(tmp_path, load_config(RunConfig, DEMO, ["corpus.synth_seed=1"]))
+    claim_run_folder(tmp_path, load_config(RunConfig, DEMO))
+    (tmp_path / "folds" / "S01" / "model").mkdir(parents=True)
+    (tmp_path / "folds" / "S01" / "model" / "bundle.json").write_text("{}")
+    claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["corpus.name=renamed", "corpus.caveat=c"]))
+    with pytest.raises(ConfigError, match=r"different config \(differs at: corpus\.synth_seed\) and its "
+                                          r"results \(folds/S01/model/bundle.json\)"):
+        claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["corpus.synth_seed=1"]))
+
+
+def test_a_failed_run_does_not_lock_its_folder(tmp_path, capsys):
+    """A run that stops before leaving anything a rerun would reuse: the corrected config takes the
+    folder (today's failure mode: "holds a run with a different config")."""
+    from convmem.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", str(DEMO), f"corpus.manifest={tmp_path / 'typo.jsonl'}", "--out", str(out)]) == 2
+    assert "typo.jsonl: manifest not found" in capsys.readouterr().err
+    assert (out / "config.json").exists()
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main(["run", str(DEMO), f"corpus.manifest={tmp_path / 'empty.jsonl'}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "different config" not in err and "empty.jsonl: no dialogues" in err
+    # a generated corpus is reused by a rerun: a corpus change is refused once it exists
+    from convmem.eval.run_folder import claim_run_folder
+
+    claim_run_folder(out, load_config(RunConfig, DEMO))
+    (out / "corpus").mkdir()
+    (out / "corpus" / "manifest.jsonl").write_text("{}\n")
+    claim_run_folder(out, load_config(RunConfig, DEMO, ["train.lr=1.0e-3"]))
+    with pytest.raises(ConfigError, match=r"differs at: corpus\.synth_seed.*results \(corpus\)"):
+        claim_run_folder(out, load_config(RunConfig, DEMO, ["train.lr=1.0e-3", "corpus.synth_seed=4"]))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=-1", r"train\.lr: -1\.0 is out of range, expected > 0"),
+    ("train.epochs=-3", r"train\.epochs: -3 is out of range, expected >= 1"),
+    ("slm.n_limit=0", r"slm\.n_limit: 0 is out of range, expected >= 1"),
+    ("slm.lora_dropout=1.5", r"slm\.lora_dropout: 1\.5 is out of range, expected in \[0, 1\)"),
+    ("dpm.betas=[0.9, 1.0]", r"dpm\.betas\[1\]: 1\.0 is out of range"),
+    ("mal_train.tbptt=0", r"mal_train\.tbptt: 0 is out of range"),
+    ("mal={memory: {depth: 1}}", r"mal\.memory\.depth: 1 is out of range, expected >= 2"),
+    ("classifier={dropout: -0.1}", r"classifier\.dropout: -0\.1 is out of range"),
+    ("augment.copies=17", r"augment\.copies: 17 is out of range, expected in \[0, 16\]"),
+    ("eval.batch_size=0", r"eval\.batch_size: 0 is out of range"),
+    ("threads=0", r"threads: 0 is out of range"),
+    ("seed=-1", r"seed: -1 is out of range"),
+    ("train.weight_decay=.nan", r"train\.weight_decay: expected a finite number"),
+    ("corpus.labels=[neu, hap, neu]", r"corpus\.labels: duplicate label 'neu'"),
+    ("corpus.labels=[neu]", r"corpus\.labels: need at least 2"),
+])
+def test_out_of_range_values_are_refused_naming_the_dotted_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(RunConfig, DEMO, [override])
+
+
+def test_every_numeric_field_of_a_run_config_has_a_range():
+    """Ranges live on the fields (convmem.config.Range): a new numeric field without one fails here."""
+    import dataclasses
+    import typing
+
+    from convmem.config import Range
+    from convmem.memory.mal import MALConfig
+    from convmem.slm.classifier import ClassifierConfig
+
+    def numeric_without_range(tp, key) -> list[str]:
+        if typing.get_origin(tp) is typing.Annotated:
+            inner, *extras = typing.get_args(tp)
+            return [] if any(isinstance(e, Range) for e in extras) else numeric_without_range(inner, key)
+        if tp in (int, float):
+            return [key]
+        if dataclasses.is_dataclass(tp):
+            return walk(tp, key)
+        return [k for a in typing.get_args(tp) if a is not Ellipsis for k in numeric_without_range(a, key)]
+
+    def walk(cls, where) -> list[str]:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        return [k for f in dataclasses.fields(cls) for k in numeric_without_range(hints[f.name], f"{where}{f.name}")]
+
+    missing = walk(RunConfig, "") + walk(ClassifierConfig, "classifier.") + walk(MALConfig, "mal.")
+    assert missing == []
+
+
+def test_train_command_applies_threads(monkeypatch, tmp_path):
+    import torch
+
+    import convmem.eval.runner as runner
+    from convmem.cli import main
+
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    monkeypatch.setattr(runner, "corpus_dialogues", lambda *a, **k: [])
+    monkeypatch.setattr(runner, "train_fold_models", lambda *a, **k: tmp_path)
+    assert main(["train", str(DEMO), "threads=3", "--out", str(tmp_path / "model")]) == 0
+    assert seen == [3]
 
 
 def test_a_mix_of_manifests_is_read_as_one_corpus(tmp_path):

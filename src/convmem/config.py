@@ -3,20 +3,65 @@
 Unknown keys and wrong types are errors naming the full dotted key (`eval.batch_size: expected int,
 got 'eight'`). Any dataclass works as a section, so library configs (SLMConfig, DPMConfig, ...) are
 used as they are, with no second copy of their fields.
+
+Ranges live on the fields themselves: a numeric field is annotated with its `Range`
+(`lr: Positive = 5e-5`, or `Annotated[int, Range(0, 16)]`), and this one loader checks every value
+read from a file or an override against it (`train.lr: -1.0 is out of range, expected > 0`).
+Annotated types are plain types to everything else, so a dataclass built in code is unaffected;
+every float read here must also be finite (YAML's .nan and .inf are refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Annotated, Any, Sequence, TypeVar
 
 from convmem.errors import ConfigError
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric config field: lo <= x <= hi (or < when open); None = unbounded."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        return not (self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi))
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return "finite"
+
+    def check(self, value: Any, key: str) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value not in self:
+            raise ConfigError(f"{key}: {value!r} is out of range, expected {self}")
+
+
+# The ranges most fields need; a field with another one spells it out: Annotated[int, Range(0, 16)].
+Positive = Annotated[float, Range(0, lo_open=True)]  # learning rates, eps, scales
+NonNegative = Annotated[float, Range(0)]  # weight decay, clipping (0 = off)
+Proportion = Annotated[float, Range(0, 1, hi_open=True)]  # dropout, noise and warm-up fractions
+Count = Annotated[int, Range(1)]  # epochs, sizes, layers, token limits
+Index = Annotated[int, Range(0)]  # offsets and counts that may be 0
+Seed = Annotated[int, Range(0, 2**32 - 1)]  # numpy's seeds are 32-bit and non-negative
+AnyNumber = Annotated[float, Range()]  # any finite number (a threshold in standard deviations)
 
 
 def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
@@ -25,7 +70,7 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where or '<root>'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # keeps each field's Range
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -103,6 +148,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        inner, *extras = args
+        value = _coerce(inner, value, key)
+        for extra in extras:
+            if isinstance(extra, Range):
+                extra.check(value, key)
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -137,6 +189,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -10,11 +10,19 @@ hidden global state between calls (same seed, same bytes, whatever the schedulin
 starts one process per job itself: each child sends one message back through its own pipe, and a
 pipe that closes without a message is a process that died, reported with the job's name and the
 exit code or signal.
+
+Interrupts belong to the parent. Ctrl-C reaches every process of the terminal's group, and a
+worker that took it would print its own KeyboardInterrupt traceback (from inside eSpeak's audio
+callback, say) under the parent's one-line message; so workers ignore SIGINT and the parent,
+unwinding, terminates them. A parent killed outright (SIGKILL) leaves its workers to finish their
+job and find nobody listening: they then exit quietly instead of printing a BrokenPipeError.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -29,16 +37,24 @@ class JobFailed(ConvmemError, RuntimeError):
 
 
 def _child(fn: Callable[[Any], Any], job: Any, conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # see the module doc: the parent handles it
     try:
         result = fn(job)
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         text = traceback.format_exc()
-        try:
-            conn.send(("error", exc, text))
-        except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
-            conn.send(("error", None, text))
+        message = ("error", exc, text)
     else:
-        conn.send(("ok", result))
+        message = ("ok", result)
+    try:
+        try:
+            conn.send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
+            conn.send(("error", None, message[2] if message[0] == "error" else traceback.format_exc()))
+    except (BrokenPipeError, ConnectionResetError):
+        # the parent is gone (killed, or stopped waiting): nobody to tell, nothing to print
+        os._exit(1)
     finally:
         conn.close()
 

@@ -37,11 +37,16 @@ from convmem.audio.vad import (
     check_wave,
     resolve_backend,
 )
-from convmem.errors import AudioError, ConfigError, ConvmemError
+from convmem.errors import AudioError, ConvmemError
 
 BLOCK_SECONDS = 30.0  # blocks read or sliced at once: bounds memory, amortises VAD/read overhead
 MAX_CHUNK_SECONDS = 60.0  # one live push_audio call
 MAX_UTTERANCE_SECONDS = 120.0  # one push_utterance call (the SLM truncates long ones anyway)
+# Shortest utterance classified: 2.5 frames of the 25 Hz codes. Shorter pieces (a 4-sample
+# "utterance") carry no emotion, only a guess from the memory; they are refused in push_utterance
+# and skipped (counted in dropped_short) when a segments file lists them.
+MIN_UTTERANCE_SECONDS = 0.1
+SILENT_PEAK = 10 ** (-80 / 20)  # a recording whose loudest sample is under -80 dBFS is silence
 
 
 @dataclass
@@ -72,6 +77,8 @@ class Timeline:
     segmentation: str = "vad"  # "vad" or the segments file
     dropped_short: int = 0  # speech bursts shorter than the minimum utterance, not predicted
     info: dict = field(default_factory=dict)
+    # why a timeline is empty or suspect (silent, too short, no speech), each naming the recording
+    warnings: list[str] = field(default_factory=list)
 
     def emotion_counts(self) -> dict[str, int]:
         counts = {k: 0 for k in self.labels}
@@ -83,7 +90,7 @@ class Timeline:
         return {"audio": self.audio, "model": self.model, "memory": self.memory,
                 "segmentation": self.segmentation, "duration_s": round(self.duration, 3),
                 "labels": list(self.labels), "dropped_short": self.dropped_short,
-                "emotion_counts": self.emotion_counts(), **self.info,
+                "emotion_counts": self.emotion_counts(), **self.info, "warnings": list(self.warnings),
                 "utterances": [u.to_json() for u in self.utterances]}
 
     def to_json(self, path: str | Path) -> Path:
@@ -161,14 +168,6 @@ class Predictor:
 
         from convmem.audio.io import audio_info
 
-        seg_name = "vad"
-        if isinstance(segments, (str, Path)):
-            from convmem.audio.segments import read_segments
-
-            seg_name = str(segments)
-            segments = read_segments(segments)
-        elif segments is not None:
-            seg_name = "given"
         if isinstance(audio, (str, Path)):
             path = Path(audio)
             info = audio_info(path)
@@ -177,10 +176,23 @@ class Predictor:
             path = None
             wave = check_wave(audio, sample_rate, "audio array")
             duration, name, default_key = wave.size / int(sample_rate), None, "array"
+        seg_name = "vad"
+        if isinstance(segments, (str, Path)):
+            from convmem.audio.segments import read_segments
+
+            seg_name = str(segments)
+            segments = read_segments(segments, audio_stem=path.stem if path is not None else None)
+        elif segments is not None:
+            seg_name = "given"
         if segments is not None:
-            _check_segments(segments, duration, name or "audio array")
+            from convmem.audio.segments import check_segments
+
+            segments = sorted(segments, key=lambda s: (s.start, s.end))
+            check_segments(segments, duration, name or "audio array")
         session = self.open_session(key if key is not None else default_key)
         results: list[UtteranceEmotion] = []
+        peak = 0.0
+        short_segments = 0
 
         def keep(found: list[UtteranceEmotion]) -> None:
             for u in found:
@@ -200,6 +212,10 @@ class Predictor:
                     else:
                         piece = wave[int(seg.start * sample_rate): int(math.ceil(seg.end * sample_rate))]
                         rate = sample_rate
+                    peak = max(peak, float(np.abs(piece).max(initial=0.0)))
+                    if piece.size < MIN_UTTERANCE_SECONDS * rate:
+                        short_segments += 1
+                        continue
                     try:
                         keep([session.push_utterance(piece, rate, start=seg.start, end=seg.end,
                                                      speaker=seg.speaker, _trusted=True)])
@@ -209,17 +225,20 @@ class Predictor:
             else:
                 blocks = iter_file_blocks(path, BLOCK_SECONDS) if path is not None else _array_blocks(wave, int(sample_rate))
                 for block, rate, seconds in blocks:
+                    peak = max(peak, float(np.abs(block).max(initial=0.0)))
                     keep(session.push_audio(block, rate, _trusted=True))
                     bar.update(seconds)
                 keep(session.flush())
             bar.update(duration - bar.n)  # float sums of block lengths stop a hair short
         finally:
             bar.close()
-            dropped = session.dropped_short
+            dropped = session.dropped_short + short_segments
             session.close()
         info = {"vad": {**asdict(self.vad), "backend": resolve_backend(self.vad.backend)}} if segments is None else {}
+        shortest = MIN_UTTERANCE_SECONDS if segments is not None else self.vad.min_utterance_s
+        warnings = _empty_timeline_warnings(name or "audio array", duration, peak, len(results), dropped, shortest)
         return Timeline(results, self.labels, duration, self.memory, str(self.bundle.path), name, seg_name,
-                        dropped, info)
+                        dropped, info, warnings)
 
     # -- used by LiveSession -----------------------------------------------------------------
 
@@ -295,9 +314,14 @@ class LiveSession:
 
         self._check_open()
         wave = check_wave(wave, sample_rate, "utterance", max_seconds=None if _trusted else MAX_UTTERANCE_SECONDS)
+        if wave.size < MIN_UTTERANCE_SECONDS * int(sample_rate):
+            raise AudioError(f"utterance of {wave.size} samples ({wave.size / int(sample_rate):.3f} s) is shorter "
+                             f"than the shortest one classified ({MIN_UTTERANCE_SECONDS:g} s)")
         wave = resample(wave, int(sample_rate), SAMPLE_RATE)
         start = self._clock if start is None else float(start)
         end = start + wave.size / SAMPLE_RATE if end is None else float(end)
+        if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+            raise AudioError(f"utterance: times must be finite with 0 <= start < end, got {start}, {end}")
         self._clock = end
         probs = self.predictor._classify(self._conv, wave, self._prosody, speaker)
         return self.predictor._result(probs, start, end, speaker)
@@ -332,17 +356,19 @@ class LiveSession:
             raise ConvmemError(f"live session {self.key!r} is closed")
 
 
-def _check_segments(segments: Sequence[TimeSegment], duration: float, audio: str) -> None:
-    prev = None
-    for i, s in enumerate(segments):
-        where = s.where or f"segment {i}"
-        if s.start >= duration:
-            raise ConfigError(f"{where}: segment starts at {s.start:.3f} s, after the end of {audio} "
-                              f"({duration:.3f} s)")
-        if prev is not None and s.start < prev:
-            raise ConfigError(f"{where}: segments must be in time order (starts at {s.start} s, "
-                              f"before the previous one at {prev} s)")
-        prev = s.start
+def _empty_timeline_warnings(name: str, duration: float, peak: float, found: int, dropped: int,
+                             shortest: float) -> list[str]:
+    """Why a recording gave no utterance, said naming it: an empty timeline is otherwise silent."""
+    if found:
+        return []
+    if duration < shortest:
+        return [f"{name}: {duration:.3f} s of audio is shorter than the shortest utterance ({shortest:g} s); "
+                "nothing was predicted"]
+    if peak < SILENT_PEAK:
+        level = f"{20 * math.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
+        return [f"{name}: the audio is silent (peak {level}); nothing was predicted"]
+    skipped = f" ({dropped} burst(s) shorter than {shortest:g} s skipped)" if dropped else ""
+    return [f"{name}: no speech found{skipped}; nothing was predicted"]
 
 
 def _array_blocks(wave: np.ndarray, rate: int, block_s: float = BLOCK_SECONDS):

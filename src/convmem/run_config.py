@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from convmem.audio.augment import SpeakerAugmentConfig
+from convmem.config import Count, Seed
 from convmem.errors import ConfigError
 from convmem.memory.mal import MALConfig
 from convmem.memory.temp_lora import DPMConfig
@@ -49,12 +50,18 @@ class CorpusSection:
 
     manifest: str | list[str] | None = None
     synth_preset: str = "default"
-    synth_seed: int = 0
+    synth_seed: Seed = 0
     labels: list[str] = field(default_factory=lambda: ["neu", "hap", "sad", "ang"])
     name: str = "synthetic (eSpeak NG pseudo-conversations, {synth_preset} preset, seed {synth_seed})"
     caveat: str = ""
 
     def __post_init__(self) -> None:
+        if len(self.labels) < 2:
+            raise ConfigError(f"corpus.labels: need at least 2 emotion labels, got {self.labels!r}")
+        twice = sorted({x for x in self.labels if self.labels.count(x) > 1})
+        if twice:
+            # a label listed twice would get two emotion tokens and two logits for one class
+            raise ConfigError(f"corpus.labels: duplicate label {twice[0]!r} in {self.labels!r}")
         bad = _name_fields(self.name) - _NAME_FIELDS
         if bad:
             raise ConfigError(f"corpus.name: only {{synth_preset}} and {{synth_seed}} may be filled in, "
@@ -110,11 +117,11 @@ class EvalSection:
     ("predicted", default) or "none" — gold tokens are never an option here."""
 
     methods: list[str] = field(default_factory=lambda: ["majority", "none", "window", "classifier", "dpm", "mal"])
-    batch_size: int = 8
+    batch_size: Count = 8
     emotion_tokens: Literal["predicted", "none"] = "predicted"
     dpm_variants: dict = field(default_factory=dict)
-    bootstrap: int = 1000
-    window_full_limit: int | None = None  # None = the model's max positions
+    bootstrap: Count = 1000
+    window_full_limit: Count | None = None  # None = the model's max positions
     # methods also run on VAD segmentation (silero-vad over the dialogue audio, predictions mapped
     # back to gold utterances by time overlap), reported as "<method>@vad" beside gold segmentation
     vad_methods: list[str] = field(default_factory=list)
@@ -124,8 +131,8 @@ class EvalSection:
 class RunConfig:
     name: str = "run"
     out: str = "runs/{name}"
-    seed: int = 0
-    threads: int | None = None  # torch threads; None = torch's default (all cores)
+    seed: Seed = 0
+    threads: Count | None = None  # torch threads; None = torch's default (all cores)
     final: bool = False  # also train a final model on every session
     # the final model's parts (e.g. [window, dpm, mal]: what predict/serve use); None = every evaluated method's
     final_methods: list[str] | None = None

@@ -90,3 +90,63 @@ def test_stream_resampler_equals_one_shot(rate):
     want = resample(x, rate, 16000)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+# -- files that lie (issue: hardening) -----------------------------------------------------------
+
+
+def test_a_directory_named_like_audio_is_named_as_a_directory(tmp_path):
+    (tmp_path / "x.wav").mkdir()
+    with pytest.raises(AudioError, match="x.wav: is a directory"):
+        audio_info(tmp_path / "x.wav")
+
+
+def test_an_impossible_sample_rate_names_the_file(tmp_path):
+    path = tmp_path / "one_hz.wav"
+    sf.write(path, make_tone(0.1)[:8], 1)
+    with pytest.raises(AudioError, match=r"one_hz.wav: sample rate 1 Hz is not an audio rate"):
+        audio_info(path)
+
+
+def test_streamed_wav_with_unknown_sizes_is_read_whole(tone_wav):
+    """A WAV written to a pipe carries 0xFFFFFFFF for its RIFF and data sizes; libsndfile reads it
+    to the end of the file, and so do we."""
+    path = tone_wav("streamed.wav", seconds=2.0, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[36:40] == b"data"
+    data[4:8] = data[40:44] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert audio_info(path).frames == 32000
+    assert load_audio(path).size == 32000
+
+
+def _long_ogg(path, seconds=40.0):
+    rng = np.random.default_rng(0)
+    wave = make_tone(seconds) + 0.05 * rng.standard_normal(int(seconds * 16000)).astype(np.float32)
+    sf.write(path, wave, 16000, format="OGG", subtype="VORBIS")
+    return path
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.93])
+def test_truncated_ogg_names_the_file(tmp_path, keep):
+    """libsndfile reports a cut Ogg's shorter length as the file's own: only the container shows it."""
+    whole = _long_ogg(tmp_path / "whole.ogg")
+    assert audio_info(whole).duration == pytest.approx(40.0, abs=0.01)
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * keep)])
+    assert sf.info(cut).frames > 0  # libsndfile alone would go ahead
+    with pytest.raises(AudioError, match="cut.ogg: truncated audio"):
+        audio_info(cut)
+    with pytest.raises(AudioError, match="cut.ogg: truncated audio"):
+        load_audio(cut)
+
+
+def test_block_reader_refuses_an_all_nan_file(tmp_path):
+    from convmem.audio.io import iter_file_blocks
+
+    path = tmp_path / "nan.wav"
+    sf.write(path, np.full(4000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="nan.wav: audio is all NaN"):
+        list(iter_file_blocks(path, block_s=0.1))
+    sf.write(path, np.r_[np.full(2000, np.nan), np.zeros(2000)].astype(np.float32), 16000, subtype="FLOAT")
+    assert sum(b.size for b, _, _ in iter_file_blocks(path, block_s=0.1)) == 4000  # some NaN: silence

@@ -85,3 +85,39 @@ def test_file_level_errors(tmp_path, name, text, msg):
 def test_missing_file(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
         read_segments(tmp_path / "nope.csv")
+
+
+RTTM_TWO = ("SPEAKER rec1 1 0.00 1.00 <NA> <NA> a <NA> <NA>\n"
+            "SPEAKER rec2 1 5.00 1.00 <NA> <NA> b <NA> <NA>\n"
+            "SPEAKER rec1 1 2.00 1.00 <NA> <NA> a <NA> <NA>\n")
+
+
+def test_rttm_of_several_recordings_reads_one_by_file_id(tmp_path):
+    p = _write(tmp_path, "two.rttm", RTTM_TWO)
+    with pytest.raises(ManifestError, match=r"two.rttm: RTTM lines of 2 recordings \('rec1', 'rec2'\)"):
+        read_segments(p)
+    assert [(s.start, s.speaker) for s in read_segments(p, file_id="rec1")] == [(0.0, "a"), (2.0, "a")]
+    assert [(s.start, s.speaker) for s in read_segments(p, audio_stem="rec2")] == [(5.0, "b")]
+    assert [s.start for s in read_segments(p, file_id="rec2", audio_stem="rec1")] == [5.0]
+    with pytest.raises(ManifestError, match=r"no SPEAKER lines for recording 'rec3'"):
+        read_segments(p, file_id="rec3")
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("start,end,speaker\n0,2,A\n1,3,A\n", r"a.csv:3: turns of speaker 'A' overlap"),
+    ("start,end,speaker\n0,2,A\n0,2,A\n", r"a.csv:3: duplicates .*a.csv:2"),
+    ("start,end\n0,2\n1,3\n", r"a.csv:3: turns of the unnamed speaker overlap"),
+])
+def test_segments_follow_the_manifest_rule(tmp_path, text, msg):
+    with pytest.raises(ManifestError, match=msg):
+        read_segments(_write(tmp_path, "a.csv", text))
+    read_segments(_write(tmp_path, "b.csv", "start,end,speaker\n0,2,A\n1,3,B\n"))  # crosstalk is fine
+
+
+def test_segments_past_the_audio_are_refused_once_its_length_is_known(tmp_path):
+    from convmem.audio.segments import check_segments
+
+    segs = read_segments(_write(tmp_path, "a.csv", "start,end\n1,2\n6,20\n"))
+    check_segments(segs, 20.0, "x.wav")
+    with pytest.raises(ManifestError, match=r"a.csv:3: 20.000 s is outside the audio \(8.000 s, x.wav\)"):
+        check_segments(segs, 8.0, "x.wav")

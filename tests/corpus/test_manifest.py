@@ -48,7 +48,7 @@ def _obj(**over):
     [
         (lambda o: o["utterances"][1].update(emotion="joy"), r"manifest.jsonl:2: utterances\[1\]\.emotion: unknown label 'joy'"),
         (lambda o: o["utterances"][0].update(start=1.0), r"manifest.jsonl:2: utterances\[0\]\.start: start 1.0 >= end 1.0"),
-        (lambda o: o["utterances"][1].update(end=99.0), r"manifest.jsonl:2: utterances\[1\]\.end: 99.000 s is outside the dialogue audio"),
+        (lambda o: o["utterances"][1].update(end=99.0), r"manifest.jsonl:2: utterances\[1\]\.end: 99.000 s is outside the audio"),
         (lambda o: (o["utterances"][0].update(start=0.5),
                     o["utterances"].append({"id": "u2", "speaker": "A", "start": 0.0, "end": 0.3, "emotion": None})),
          r"manifest.jsonl:2: utterances\[2\]\.start: turns of speaker 'A' are not sorted"),
@@ -130,3 +130,18 @@ def test_several_manifests_are_merged_and_ids_must_not_collide(tmp_path, tone_wa
         read_manifests([a, b, a])
     with pytest.raises(ManifestError, match="no manifest given"):
         read_manifests([])
+
+
+def test_empty_manifest_is_an_error_naming_the_file(tmp_path):
+    """Not "leave-one-session-out needs at least 2 sessions, found 0" three steps later."""
+    p = tmp_path / "empty.jsonl"
+    p.write_text("\n\n")
+    with pytest.raises(ManifestError, match=r"empty.jsonl: no dialogues \(the manifest is empty\)"):
+        read_manifest(p)
+
+
+def test_dialogue_audio_that_is_a_directory_is_named_so(tmp_path):
+    (tmp_path / "d1.wav").mkdir()
+    p = _write_lines(tmp_path, [_obj()])
+    with pytest.raises(ManifestError, match=r"manifest.jsonl:1: field audio: .*d1.wav: is a directory"):
+        read_manifest(p)

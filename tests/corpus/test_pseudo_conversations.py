@@ -1,4 +1,4 @@
-"""The shared pseudo-conversation builder: pairing, turn planning, follow-up turns, atomic publish."""
+"""The shared pseudo-conversation builder: pairing, turn planning, follow-up turns."""
 
 from collections import Counter
 from pathlib import Path
@@ -10,10 +10,8 @@ from convmem.corpus.pseudo_conversations import (
     PseudoReport,
     Session,
     SourceClip,
-    check_output_dir,
     pair_speakers,
     plan_sessions,
-    staged_directory,
     to_dialogues,
 )
 from convmem.errors import ManifestError
@@ -124,22 +122,3 @@ def test_config_is_checked():
         PseudoConversationConfig(turns_per_dialogue=1)
     with pytest.raises(ManifestError, match="labels must be '4' or '7'"):
         PseudoConversationConfig(labels="6")
-
-
-def test_staged_directory_is_all_or_nothing(tmp_path):
-    out = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        with staged_directory(out) as stage:
-            (stage / "half.txt").write_text("x")
-            raise RuntimeError("interrupted")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
-    with staged_directory(out) as stage:
-        (stage / "a.txt").write_text("a")
-    with pytest.raises(ManifestError, match="not empty"):
-        check_output_dir(out)
-    with staged_directory(out, force=True) as stage:
-        (stage / "b.txt").write_text("b")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and sorted(p.name for p in out.iterdir()) == ["b.txt"]
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(ManifestError, match="exists and is not a folder"):
-        check_output_dir(tmp_path / "file", force=True)

@@ -16,7 +16,7 @@ from convmem.corpus.ravdess import (
     plan_dialogues,
     scan_clips,
 )
-from convmem.errors import AudioError, ManifestError
+from convmem.errors import AudioError, ConfigError, ManifestError
 from tests.conftest import SHARED_DATA, make_tone
 
 RAVDESS16K = SHARED_DATA / "ravdess16k"
@@ -252,10 +252,13 @@ def test_corpus_is_all_or_nothing(tmp_path):
 
     good = write_fake_ravdess(tmp_path / "src2", [1, 2])
     out.mkdir()
-    (out / "old.txt").write_text("keep me unless --force")
-    with pytest.raises(ManifestError, match="not empty \\(use --force"):
+    (out / "manifest.jsonl").write_text("an earlier corpus's\n")
+    with pytest.raises(ConfigError, match="not empty \\(use --force"):
         build_ravdess(good, out, progress=False)
-    assert (out / "old.txt").exists()
+    (out / "old.txt").write_text("not ours: even --force keeps it")
+    with pytest.raises(ConfigError, match="also holds old.txt"):
+        build_ravdess(good, out, force=True, progress=False)
+    (out / "old.txt").unlink()
     build_ravdess(good, out, force=True, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["audio", "manifest.jsonl"]
 

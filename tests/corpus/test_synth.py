@@ -2,6 +2,12 @@
 move prosody in their intended direction, and safe output handling."""
 
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -152,3 +158,86 @@ def test_wide_preset_has_thirty_speakers_none_in_two_sessions():
             sessions.setdefault(t.speaker, set()).add(p.session)
     assert len(plans) == 30 and len({p.session for p in plans}) == 15
     assert len(habits) == 30 and all(len(s) == 1 for s in sessions.values())
+
+
+# ---------------------------------------------------------------- outputs: --force, umask, interrupts
+
+
+def test_force_replaces_only_what_convmem_wrote(tmp_path, capsys):
+    out = tmp_path / "out"
+    synth.synthesize_corpus(out, MICRO, seed=0, progress=False)
+    before = (out / "manifest.jsonl").read_bytes()
+    (out / "precious.txt").write_text("my notes")
+    (out / "notes").mkdir()
+    (out / "notes" / "notes.md").write_text("more")
+    (out / "audio" / "mine.flac").write_bytes(b"x")
+    assert main(["synth", str(out), "--preset", "tiny", "--force", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--force replaces only what convmem wrote" in err
+    assert "audio/mine.flac, notes/, precious.txt" in err
+    assert (out / "precious.txt").read_text() == "my notes" and (out / "notes" / "notes.md").exists()
+    assert (out / "manifest.jsonl").read_bytes() == before
+    for p in (out / "precious.txt", out / "notes" / "notes.md", out / "audio" / "mine.flac"):
+        p.unlink()
+    (out / "notes").rmdir()
+    (out / "context_report.json").write_text("{}")  # `synth --report` output: ours to replace
+    synth.synthesize_corpus(out, MICRO, seed=1, force=True, progress=False)
+    assert (out / "manifest.jsonl").read_bytes() != before and not (out / "context_report.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.fixture
+def umask():
+    def set_mask(mask):
+        old.append(os.umask(mask))
+
+    old: list[int] = []
+    yield set_mask
+    if old:
+        os.umask(old[0])
+
+
+def test_outputs_respect_the_umask(tmp_path, umask):
+    from convmem.fileio import atomic_write_text
+
+    umask(0o022)
+    out = tmp_path / "out"
+    synth.synthesize_corpus(out, MICRO, seed=0, progress=False)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(out) == 0o755 and mode(out / "audio") == 0o755
+    assert mode(out / "manifest.jsonl") == 0o644 and {mode(p) for p in (out / "audio").iterdir()} == {0o644}
+    umask(0o027)
+    atomic_write_text(tmp_path / "x.txt", "x")
+    assert mode(tmp_path / "x.txt") == 0o640
+
+
+def _start_synth(tmp_path):
+    """`convmem synth` of the default preset as a process of its own group, once it is rendering."""
+    proc = subprocess.Popen([sys.executable, "-m", "convmem", "synth", "out", "--quiet"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*/audio/*.wav")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.1)
+    return proc
+
+
+def test_ctrl_c_stops_synth_quietly_and_leaves_nothing(tmp_path):
+    proc = _start_synth(tmp_path)
+    time.sleep(1.0)  # both workers deep in eSpeak, whose audio callback a worker's Ctrl-C would interrupt
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130 and out.strip() == "convmem synth: interrupted", out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_synth_leaves_quiet_workers_and_a_stage_the_next_run_removes(tmp_path):
+    proc = _start_synth(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)  # only the parent: its workers finish their job, nobody listens
+    proc.wait()
+    out = proc.stdout.read()  # EOF once the last worker holding the pipe is gone
+    assert "Traceback" not in out and "BrokenPipeError" not in out, out
+    stages = list(tmp_path.glob(".out.convmem-stage-*"))
+    assert len(stages) == 1 and (stages[0] / ".convmem-staging").read_text().split() == [str(proc.pid)]
+    assert main(["synth", str(tmp_path / "out"), "--preset", "tiny", "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -25,6 +25,8 @@ from convmem.serve.sessions import ServeConfig
 from tests.serve.conftest import speech
 
 LABELS = ("neu", "hap", "sad", "ang")
+# TestClient calls itself http://testserver: a site the service must be told to allow (serve/access.py)
+TESTSERVER = ("http://testserver",)
 
 
 # -- a fake predictor with the Predictor's live API ---------------------------------------------
@@ -110,7 +112,7 @@ class FakePredictor:
 
 def _client(predictor=None, **cfg) -> tuple[TestClient, FakePredictor]:
     predictor = predictor or FakePredictor()
-    app = create_app(lambda: predictor, ServeConfig(**cfg))
+    app = create_app(lambda: predictor, ServeConfig(**{"allowed_origins": TESTSERVER, **cfg}))
     return TestClient(app), predictor
 
 
@@ -382,7 +384,7 @@ def test_interleaved_dpm_sessions_equal_each_alone(tiny_predictor):
     _, sr, clips = speech(3)
     a = [_resample16k(c, sr) for c in clips]
     b = [_resample16k(c, sr) for c in clips[::-1]]
-    client = TestClient(create_app(lambda: tiny_predictor, ServeConfig()))
+    client = TestClient(create_app(lambda: tiny_predictor, ServeConfig(allowed_origins=TESTSERVER)))
     with client:
         alone, together = interleaved_equals_alone(client, a, b)
     assert together == alone
@@ -393,7 +395,7 @@ def test_interleaved_dpm_sessions_equal_each_alone(tiny_predictor):
 
 def test_stream_session_equals_the_library_timeline(tiny_predictor):
     wave, sr, clips = speech(2)
-    client = TestClient(create_app(lambda: tiny_predictor, ServeConfig()))
+    client = TestClient(create_app(lambda: tiny_predictor, ServeConfig(allowed_origins=TESTSERVER)))
     got = []
     with client, client.websocket_connect("/ws") as ws:
         _start(ws, sample_rate=sr, key="rec")
@@ -413,7 +415,7 @@ def test_stream_session_equals_the_library_timeline(tiny_predictor):
 
 def test_abrupt_disconnect_frees_a_dpm_memory(tiny_predictor):
     _, sr, clips = speech(1)
-    client = TestClient(create_app(lambda: tiny_predictor, ServeConfig()))
+    client = TestClient(create_app(lambda: tiny_predictor, ServeConfig(allowed_origins=TESTSERVER)))
     with client, client.websocket_connect("/ws") as ws:
         _start(ws, mode="utterances")
         ws.send_text('{"type": "utterance"}')
@@ -485,7 +487,10 @@ def test_serve_command_end_to_end(tiny_predictor, tmp_path):
             assert json.loads(ws.recv())["code"] == "message_too_big"
         with connect(url) as ws:  # refused before it could say anything
             assert json.loads(ws.recv())["code"] == "unauthorized"
+        with connect(f"{url}?token=s3cret") as ws:  # as a browser sends it: never logged
+            ws.send('{"type": "start", "sample_rate": 16000}')
+            assert json.loads(ws.recv())["type"] == "ready"
     finally:
         proc.terminate()
         out = proc.communicate(timeout=30)[0]
-    assert "token required" in out and "s3cret" not in out
+    assert "token required" in out and "s3cret" not in out and "/ws?token=[redacted]" in out

@@ -27,9 +27,11 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Annotated
 
 import numpy as np
 
+from convmem.config import Range, Seed
 from convmem.errors import ConfigError
 
 
@@ -41,12 +43,12 @@ class SpeakerAugmentConfig:
     pitch kept, drawn log-uniformly in [e^-tempo, e^tempo] (0 = none); pause: factors on the length
     of every silence inside a turn, log-uniform in [e^-pause, e^pause] (0 = none); seed: the draws' seed."""
 
-    copies: int = 0
-    speed: float = 0.12
-    gain_db: float = 6.0
-    tempo: float = 0.0
-    pause: float = 0.0
-    seed: int = 0
+    copies: Annotated[int, Range(0, 16)] = 0
+    speed: Annotated[float, Range(0, 0.5)] = 0.12  # log of the largest factor
+    gain_db: Annotated[float, Range(0, 30)] = 6.0
+    tempo: Annotated[float, Range(0, 0.5)] = 0.0  # log of the largest factor
+    pause: Annotated[float, Range(0, 1)] = 0.0  # log of the largest factor
+    seed: Seed = 0
 
     def __post_init__(self) -> None:
         if not 0 <= int(self.copies) <= 16:

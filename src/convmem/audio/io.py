@@ -1,8 +1,8 @@
 """Load, resample and write audio with soundfile + scipy (torchaudio does not work with our torch).
 
 `load_audio` turns wav/flac/ogg of any sample rate and channel count into float32 mono 16 kHz,
-and raises AudioError naming the file for anything unusable: missing, empty, corrupt,
-truncated, or all-NaN.
+and raises AudioError naming the file for anything unusable: missing, a directory, empty,
+corrupt, truncated (audio/containers.py), an impossible sample rate, or all-NaN.
 For audio that must not be held whole (an hour-long call, a live stream), `iter_file_blocks`
 reads a file block by block and `StreamResampler` resamples chunk by chunk exactly as `resample`
 would resample the whole.
@@ -21,6 +21,7 @@ import numpy as np
 from convmem.errors import AudioError
 
 SAMPLE_RATE = 16000
+MIN_RATE, MAX_RATE = 4000, 384000  # anything outside is not an audio sample rate
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,11 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Header facts of an audio file without decoding it."""
     import soundfile as sf
 
+    from convmem.audio.containers import check_complete
+
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
     try:
@@ -47,8 +52,10 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioError(f"{path}: not a readable audio file ({_why(exc)})") from None
     if info.frames <= 0:
         raise AudioError(f"{path}: empty audio (0 frames)")
-    if info.format == "WAV":
-        _check_wav_complete(path)
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise AudioError(f"{path}: sample rate {info.samplerate} Hz is not an audio rate "
+                         f"(expected {MIN_RATE}-{MAX_RATE} Hz)")
+    check_complete(path, info.format)
     return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames))
 
 
@@ -121,38 +128,17 @@ def write_wav(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE
     return path
 
 
-def _check_wav_complete(path: Path) -> None:
-    """libsndfile quietly shortens a truncated WAV; compare its data chunk's size with the file."""
-    import struct
-
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-            return
-        pos = 12
-        while pos + 8 <= size:
-            fh.seek(pos)
-            chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
-            if chunk_id == b"data":
-                if head[:4] == b"RIFF" and pos + 8 + chunk_size > size:
-                    raise AudioError(
-                        f"{path}: truncated audio (data chunk promises {chunk_size} bytes, "
-                        f"file holds {size - pos - 8})"
-                    )
-                return
-            pos += 8 + chunk_size + (chunk_size & 1)
-
-
 def _why(exc: Exception) -> str:
     msg = str(exc).strip().splitlines()
     return msg[-1] if msg else type(exc).__name__
 
 
 def iter_file_blocks(path: Path, block_s: float = 30.0) -> Iterator[tuple[np.ndarray, int, float]]:
-    """(mono float32 block at the file's rate, rate, seconds) for consecutive blocks of `path`."""
+    """(mono float32 block at the file's rate, rate, seconds) for consecutive blocks of `path`.
+    Raises AudioError, after the last block, when not one sample of the file was a number."""
     import soundfile as sf
 
+    any_finite = False
     try:
         with sf.SoundFile(str(path)) as fh:
             rate = int(fh.samplerate)
@@ -163,10 +149,14 @@ def iter_file_blocks(path: Path, block_s: float = 30.0) -> Iterator[tuple[np.nda
                     break
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
                 # as load_audio does: a few bad samples become silence rather than failing an hour
-                mono = np.where(np.isfinite(mono), mono, 0.0).astype(np.float32)
+                finite = np.isfinite(mono)
+                any_finite = any_finite or bool(finite.any())
+                mono = np.where(finite, mono, 0.0).astype(np.float32)
                 yield mono, rate, mono.size / rate
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise AudioError(f"{path}: corrupt or truncated audio while reading ({exc})") from None
+    if not any_finite:
+        raise AudioError(f"{path}: audio is all NaN/Inf")
 
 
 class StreamResampler:

@@ -5,12 +5,17 @@ Three formats, chosen by file extension or, failing that, by the first meaningfu
 - CSV with a header naming at least `start,end` (seconds) and optionally `speaker`; other columns
   (e.g. a label) are ignored.
 - RTTM (NIST diarisation): `SPEAKER <file> <chan> <onset> <duration> <NA> <NA> <speaker> ...`;
-  other line types and `;;` comments are skipped.
+  other line types and `;;` comments are skipped. One RTTM file may describe many recordings:
+  only the lines of one recording are read: `file_id` when given, else the only one in the file,
+  else the one named like the audio (`audio_stem`); anything else is an error, since merging two
+  recordings' timelines is never meant.
 - IEMOCAP EmoEvaluation style: `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[...]`;
   `%` headers and annotator lines are skipped.
 
 Only times and speakers are read: any emotion label in the file is ignored, so gold labels can
-never reach inference. Every problem is a ManifestError naming `file:line` and the field.
+never reach inference. Every problem is a ManifestError naming `file:line` and the field. The
+segments are held to the rule manifests are held to (corpus/turn_times.py): no same-speaker
+overlaps, no duplicates, and, once the audio is known (`check_segments`), inside the audio.
 """
 
 from __future__ import annotations
@@ -38,8 +43,11 @@ class TimeSegment:
         return self.end - self.start
 
 
-def read_segments(path: str | Path) -> list[TimeSegment]:
-    """Parse a CSV, RTTM or IEMOCAP-style segment file; returns segments sorted by (start, end)."""
+def read_segments(path: str | Path, file_id: str | None = None, audio_stem: str | None = None
+                  ) -> list[TimeSegment]:
+    """Parse a CSV, RTTM or IEMOCAP-style segment file; returns segments sorted by (start, end).
+    `file_id`, `audio_stem`: which recording of an RTTM file to read (module doc); other formats
+    describe one recording and ignore them."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: segments file not found")
@@ -48,10 +56,25 @@ def read_segments(path: str | Path) -> list[TimeSegment]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read segments file as UTF-8 text ({exc})") from None
     kind = _detect(path, text)
-    segments = {"csv": _read_csv, "rttm": _read_rttm, "iemocap": _read_iemocap}[kind](path, text)
+    if kind == "rttm":
+        segments = _read_rttm(path, text, file_id, audio_stem)
+    else:
+        segments = {"csv": _read_csv, "iemocap": _read_iemocap}[kind](path, text)
     if not segments:
         raise ManifestError(f"{path}: no segments found ({kind} format)")
-    return sorted(segments, key=lambda s: (s.start, s.end))
+    segments = sorted(segments, key=lambda s: (s.start, s.end))
+    check_segments(segments)
+    return segments
+
+
+def check_segments(segments: list[TimeSegment], duration: float | None = None, audio: str | None = None) -> None:
+    """The turn-time rule of corpus/turn_times.py, errors naming each segment's `file:line`."""
+    from convmem.corpus.turn_times import check_turn_times
+
+    def ref(i: int) -> str:
+        return segments[i].where or f"segment {i} ({segments[i].start}-{segments[i].end} s)"
+
+    check_turn_times(segments, lambda i, _: ref(i), ref, duration, audio)
 
 
 def _detect(path: Path, text: str) -> str:
@@ -124,8 +147,8 @@ def _read_csv(path: Path, text: str) -> list[TimeSegment]:
     return out
 
 
-def _read_rttm(path: Path, text: str) -> list[TimeSegment]:
-    out = []
+def _read_rttm(path: Path, text: str, file_id: str | None, audio_stem: str | None) -> list[TimeSegment]:
+    by_file: dict[str, list[TimeSegment]] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields or fields[0].startswith(";;") or fields[0] != "SPEAKER":
@@ -136,8 +159,24 @@ def _read_rttm(path: Path, text: str) -> list[TimeSegment]:
                                 f"(type file chan onset duration NA NA speaker), got {len(fields)}")
         start, end = _times(fields[3], fields[4], where, end_is_duration=True)
         speaker = fields[7] if fields[7] != "<NA>" else None
-        out.append(TimeSegment(start, end, speaker, None, where))
-    return out
+        by_file.setdefault(fields[1], []).append(TimeSegment(start, end, speaker, None, where))
+    if file_id is not None:
+        if file_id not in by_file:
+            raise ManifestError(f"{path}: no SPEAKER lines for recording {file_id!r} "
+                                f"(the file describes {_names(by_file)})")
+        return by_file[file_id]
+    if len(by_file) > 1 and audio_stem in by_file:
+        return by_file[audio_stem]
+    if len(by_file) > 1:
+        raise ManifestError(f"{path}: RTTM lines of {len(by_file)} recordings ({_names(by_file)}); "
+                            "say which one is this audio's (predict --file-id)")
+    return next(iter(by_file.values()), [])
+
+
+def _names(by_file: dict) -> str:
+    names = sorted(by_file)
+    return ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") \
+        if names else "none"
 
 
 def _read_iemocap(path: Path, text: str) -> list[TimeSegment]:

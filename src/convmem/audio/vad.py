@@ -32,11 +32,11 @@ from typing import Iterator
 
 import numpy as np
 
+from convmem.audio.io import MAX_RATE, MIN_RATE
 from convmem.errors import AudioError, ConfigError
 
 SAMPLE_RATE = 16000
 FRAME = 512  # silero's window at 16 kHz (32 ms)
-MIN_RATE, MAX_RATE = 4000, 384000  # anything outside is not an audio sample rate
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,13 @@ def load_vad_model(backend: str = "auto"):
         torch.set_num_threads(before)
     import warnings
 
+    if backend == "onnx":
+        from convmem.onnx_runtime import onnxruntime
+
+        try:
+            onnxruntime()  # imported here first, telemetry off: silero's own import then reuses it
+        except ImportError:
+            pass  # silero's loader below names the missing package
     with warnings.catch_warnings():  # silero's loader uses APIs torch/importlib now call deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         try:

@@ -58,10 +58,11 @@ def _pseudo_parser(sub, name: str, help: str, src_help: str, labels_help: str, l
 
 
 def run(args) -> int:
-    from convmem.corpus.pseudo_conversations import check_output_dir
+    from convmem.corpus.pseudo_conversations import OWNED_FILES
     from convmem.corpus.types import EMOTIONS, EMOTIONS_7
+    from convmem.staging import check_output_dir
 
-    check_output_dir(args.out, args.force)  # before minutes of loading, not after
+    check_output_dir(args.out, args.force, OWNED_FILES)  # before minutes of loading, not after
     progress = not args.no_progress
     if args.corpus in ("ravdess", "nemo", "turev"):
         _pseudo_conversations(args, progress)
@@ -141,10 +142,11 @@ def _manifest_writer(dialogues, labels):
 
 def _finish(out: Path, write_into, report_lines: list[str], force: bool, extra: dict) -> None:
     """Build OUT in a staging folder with `write_into(stage) -> dialogues`, add summary.json, rename."""
-    from convmem.corpus.pseudo_conversations import staged_directory
+    from convmem.corpus.pseudo_conversations import OWNED_FILES
     from convmem.fileio import atomic_write_json
+    from convmem.staging import staged_directory
 
-    with staged_directory(out, force) as stage:
+    with staged_directory(out, force, OWNED_FILES) as stage:
         dialogues = write_into(stage)
         summary = summarize(dialogues)
         atomic_write_json(stage / "summary.json", {**summary, **extra, "report": report_lines})

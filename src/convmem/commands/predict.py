@@ -18,6 +18,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--segments", metavar="FILE",
                    help="utterance times instead of VAD: CSV (start,end[,speaker] header), RTTM or IEMOCAP-style "
                         "'[start - end]<TAB>id<TAB>label' lines (labels are ignored)")
+    p.add_argument("--file-id", metavar="ID",
+                   help="with an RTTM --segments file describing several recordings: the one to read "
+                        "(default: the only one, else the one named like the audio file)")
     p.add_argument("--memory", default="dpm", metavar="METHOD",
                    help="dpm | mal | window | none (or any method the model offers; default dpm)")
     p.add_argument("--out", metavar="FILE", help="timeline .json or .csv (default: <audio name>.timeline.json here)")
@@ -62,7 +65,7 @@ def run(args) -> int:
     if args.segments:
         from convmem.audio.segments import read_segments
 
-        segments = read_segments(args.segments)
+        segments = read_segments(args.segments, file_id=args.file_id, audio_stem=audio.stem)
     predictor = Predictor.load(args.model, memory=args.memory, device=args.device, vad=vad)
     timeline = predictor.predict(audio, segments=segments, progress=not args.quiet)
     if args.segments:
@@ -70,6 +73,10 @@ def run(args) -> int:
     (timeline.to_csv if out.suffix.lower() == ".csv" else timeline.to_json)(out)
     if plot is not None:
         timeline.plot(plot)
+    import sys
+
+    for warning in timeline.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(summary(timeline))
     print(f"timeline: {out}")
     if plot is not None:

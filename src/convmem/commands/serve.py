@@ -23,8 +23,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-message-mb", type=float, default=4.0, help="largest WebSocket frame in MiB (default 4)")
     p.add_argument("--max-session-minutes", type=float, default=60.0,
                    help="audio one session may send, in minutes (default 60)")
-    p.add_argument("--idle-timeout", type=float, default=60.0, help="seconds without a message before a session "
-                                                                    "is closed (default 60)")
+    p.add_argument("--max-session-s", type=float, default=7200.0, metavar="S",
+                   help="seconds a session may stay open, whatever it sends (default 7200)")
+    p.add_argument("--idle-timeout", type=float, default=60.0,
+                   help="seconds without progress (new audio of 1 s or more, or an utterance) before a "
+                        "session is closed (default 60)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also accept browser sessions from pages at ORIGIN (scheme://host[:port]; repeatable). "
+                        "By default only the service's own page and pages on localhost may connect")
     p.add_argument("--token-file", help=f"file holding the bearer token clients must send (or set ${TOKEN_ENV}); "
                                         "without either the service is open")
     return p
@@ -49,8 +55,9 @@ def run(args) -> int:
         except OSError as exc:
             raise ConfigError(f"--token-file {args.token_file}: {exc.strerror}") from None
     config = ServeConfig(max_sessions=args.max_sessions, max_message_bytes=int(args.max_message_mb * 1024 * 1024),
-                         max_session_seconds=args.max_session_minutes * 60, idle_timeout_s=args.idle_timeout,
-                         token=token, memory=args.memory)
+                         max_session_seconds=args.max_session_minutes * 60, max_session_wall_s=args.max_session_s,
+                         idle_timeout_s=args.idle_timeout, token=token, memory=args.memory, host=args.host,
+                         allowed_origins=tuple(args.allow_origin))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("convmem.serve").warning(

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="take emotion sequences from real MELD dialogues (*_sent_emo.csv in DIR) "
                         "instead of the sticky Markov chains; non-4-class labels become unscored turns")
     p.add_argument("--workers", type=int, default=2, help="rendering processes (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    p.add_argument("--force", action="store_true", help="replace what an earlier run wrote in OUT (refused if OUT holds other files)")
     p.add_argument("--report", action="store_true",
                    help="also run the context check (raw vs oracle vs causal classifier) and write "
                         "OUT/context_report.json")
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from convmem.corpus.synth import MANIFEST_FILE, format_summary, summarize, synthesize_corpus
+    from convmem.corpus.synth import MANIFEST_FILE, REPORT_FILE, format_summary, summarize, synthesize_corpus
     from convmem.errors import ConfigError
 
     if args.workers < 1:
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         from convmem.fileio import atomic_write_json
 
         report = context_gap_report(out / MANIFEST_FILE, workers=args.workers, progress=not args.quiet)
-        atomic_write_json(out / "context_report.json", report)
+        atomic_write_json(out / REPORT_FILE, report)
         print(format_report(report))
-        print(f"wrote {out / 'context_report.json'}")
+        print(f"wrote {out / REPORT_FILE}")
     return 0

@@ -24,10 +24,11 @@ def run(args) -> int:
 
     from convmem.config import load_config
     from convmem.errors import ConfigError
-    from convmem.eval.runner import corpus_dialogues, train_fold_models
+    from convmem.eval.runner import apply_threads, corpus_dialogues, train_fold_models
     from convmem.run_config import RunConfig
 
     cfg = load_config(RunConfig, None if args.config == "-" else args.config, args.overrides)
+    apply_threads(cfg)
     out = Path(args.out)
     dialogues = corpus_dialogues(cfg, out.parent / f".{out.name}.corpus")
     sessions = sorted({d.session for d in dialogues})

@@ -19,15 +19,11 @@ so a figure built on one means the same on another:
 The plan depends only on clip names, header lengths and the seed, never on decoded samples, so a
 48 kHz original and a 16 kHz copy give the same dialogues. Each session has its own random stream
 (keyed by the seed and the session's speakers), so adding or removing one pair never changes
-another session's dialogues. The corpus is written all or nothing (`staged_directory`).
+another session's dialogues. The corpus is written all or nothing (`convmem.staging.staged_directory`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -37,6 +33,7 @@ import numpy as np
 from convmem.audio.io import SAMPLE_RATE, load_audio, write_wav
 from convmem.corpus.types import EMOTIONS, EMOTIONS_7, Dialogue, Utterance
 from convmem.errors import ManifestError
+from convmem.staging import staged_directory
 
 LABEL_SETS = {"4": EMOTIONS, "7": EMOTIONS_7}
 
@@ -321,40 +318,15 @@ def render_corpus(plans: list[PlannedDialogue], folder: Path, labels: str = "4",
     return dialogues
 
 
+# what `convmem corpus` writes into OUT: all that --force may replace (convmem.staging)
+OWNED_FILES = ("manifest.jsonl", "summary.json", "audio/*.wav")
+
+
 def build_corpus(plans: list[PlannedDialogue], out: str | Path, labels: str = "4", force: bool = False,
                  progress: bool = True, desc: str = "dialogues") -> list[Dialogue]:
-    """Render `plans` into `out` (manifest.jsonl + audio/) all or nothing; records point into `out`."""
+    """Render `plans` into `out` (manifest.jsonl + audio/) all or nothing; records point into `out`.
+    An existing `out` is replaced only with `force`, and only if it holds nothing but OWNED_FILES."""
     out = Path(out)
-    with staged_directory(out, force) as stage:
+    with staged_directory(out, force, OWNED_FILES) as stage:
         render_corpus(plans, stage, labels, progress, desc)
     return to_dialogues(plans, out / "audio", labels)
-
-
-def check_output_dir(out: Path, force: bool = False) -> None:
-    """Refuse a file at `out`, or a non-empty folder unless `force` (checked before long work)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ManifestError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ManifestError(f"{out}: folder exists and is not empty (use --force to replace it)")
-
-
-@contextlib.contextmanager
-def staged_directory(out: Path, force: bool = False):
-    """Yield an empty temporary folder beside `out`; on success it replaces `out` (rename)."""
-    out = Path(out)
-    check_output_dir(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield stage
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "x")
-        os.replace(stage, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise

@@ -28,16 +28,17 @@ from pathlib import Path
 
 from convmem.audio.io import SAMPLE_RATE, audio_info
 from convmem.corpus.pseudo_conversations import (
+    OWNED_FILES,
     PlannedDialogue,
     PseudoConversationConfig,
     PseudoReport,
     Session,
     build_corpus,
-    check_output_dir,
     plan_sessions,
 )
 from convmem.corpus.types import Dialogue
 from convmem.errors import ManifestError
+from convmem.staging import check_output_dir
 
 # RAVDESS emotion code → the category that carries inertia (neutral and calm merged).
 _CATEGORY = {1: "neu", 2: "neu", 3: "hap", 4: "sad", 5: "ang", 6: "fea", 7: "dis", 8: "sur"}
@@ -170,10 +171,10 @@ def build_ravdess(src: str | Path, out: str | Path, config: RavdessConfig = Ravd
 
     Everything is built in a temporary sibling folder and renamed onto `out` at the end, so an
     error or interrupt never leaves a half-written corpus. An existing non-empty `out` is only
-    replaced with `force=True`.
+    replaced with `force=True`, and only when it holds nothing but OWNED_FILES (convmem.staging).
     """
     out = Path(out)
-    check_output_dir(out, force)
+    check_output_dir(out, force, OWNED_FILES)
     report = RavdessReport()
     plans = plan_dialogues(scan_clips(src, report), config, report)
     return build_corpus(plans, out, config.labels, force, progress, desc="ravdess dialogues"), report

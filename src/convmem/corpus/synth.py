@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,12 +31,16 @@ from convmem.corpus.sentences import REFERENCE_SENTENCES, backchannel, turn_text
 from convmem.corpus.synth_presets import EMOTION_SHIFT, SynthPreset, get_preset
 from convmem.corpus.types import EMOTIONS, Dialogue, Utterance
 from convmem.errors import ConfigError, ManifestError
+from convmem.staging import check_output_dir, staged_directory
 
 SAMPLE_RATE = 16000
 _WORKER_PRELOAD = ["convmem.corpus.synth", "convmem.audio.io", "convmem.audio.prosody", "scipy.signal",
                    "soundfile", "parselmouth"]
 TRUTH_FILE = "generator_truth.json"
 MANIFEST_FILE = "manifest.jsonl"
+REPORT_FILE = "context_report.json"  # `convmem synth --report`
+# everything `convmem synth` writes into OUT: what --force may replace (convmem.staging)
+OWNED_FILES = (MANIFEST_FILE, TRUTH_FILE, REPORT_FILE, "audio/*.wav")
 _NOISE_DBFS = -60.0  # faint room noise so pauses are not digital silence
 # MELD labels -> ours; other labels stay as unscored context turns (emotion None).
 MELD_TO_OURS = {"neutral": "neu", "joy": "hap", "sadness": "sad", "anger": "ang",
@@ -273,7 +274,8 @@ def synthesize_corpus(
 ) -> list[Dialogue]:
     """Plan, render and write a corpus into `out` (see module doc). Returns the dialogues.
 
-    Refuses a non-empty `out` unless `force`; never leaves a half-written corpus.
+    Refuses a non-empty `out` unless `force`, and with `force` one holding files convmem did not
+    write (OWNED_FILES); never leaves a half-written corpus (convmem.staging).
     """
     import multiprocessing as mp
 
@@ -285,12 +287,9 @@ def synthesize_corpus(
 
     preset = get_preset(preset) if isinstance(preset, str) else preset
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise ConfigError(f"{out}: output exists and is not empty (use --force to replace it)")
+    check_output_dir(out, force, OWNED_FILES)  # before minutes of rendering, not after
     habits, plans = plan_corpus(preset, seed, meld_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_directory(out, force, OWNED_FILES) as tmp:
         (tmp / "audio").mkdir()
         jobs = [("dialogue", p, str(tmp / "audio" / f"{p.dialogue_id}.wav")) for p in plans]
         jobs += [("reference", h, preset) for h in habits.values()]
@@ -305,19 +304,6 @@ def synthesize_corpus(
         dialogues = [_to_dialogue(p, s, tmp / "audio" / f"{p.dialogue_id}.wav") for p, s in zip(plans, spans)]
         write_manifest(tmp / MANIFEST_FILE, dialogues)
         atomic_write_json(tmp / TRUTH_FILE, _truth(preset, seed, habits, refs, meld_dir))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [_rebase(d, tmp, out) for d in dialogues]
 
 

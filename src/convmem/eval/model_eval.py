@@ -24,7 +24,8 @@ from typing import Callable
 
 from convmem.errors import ConfigError, ConvmemError, ManifestError
 from convmem.eval.majority import METHOD as MAJORITY
-from convmem.eval.runner import VAD_SUFFIX, claim_folder, code_commit, evaluate_fold, write_outputs
+from convmem.eval.run_folder import claim_folder
+from convmem.eval.runner import VAD_SUFFIX, code_commit, evaluate_fold, write_outputs
 
 FOLD = "whole_manifest"
 SETTINGS_FILE = "eval_model.json"

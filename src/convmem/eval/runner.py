@@ -31,10 +31,10 @@ from convmem.corpus.types import Dialogue
 from convmem.errors import ConfigError, ConvmemError
 from convmem.eval.majority import METHOD as MAJORITY
 from convmem.eval.majority import label_counts, prior_rows, training_prior
+from convmem.eval.run_folder import claim_run_folder
 from convmem.fileio import atomic_write_json, atomic_write_text
 from convmem.run_config import BASE_METHODS, RunConfig
 
-CONFIG_FILE = "config.json"
 VAD_SUFFIX = "@vad"
 
 
@@ -65,17 +65,14 @@ def method_list(cfg: RunConfig) -> list[str]:
 def run_experiment(cfg: RunConfig, out: str | Path | None = None,
                    on_stage: Callable[[Stage], None] | None = None) -> Path:
     """Run (or resume) the study `cfg` in `out` (default cfg.out_dir). Returns the output folder."""
-    import torch
-
     from convmem.parallel import dist_info
 
     out = Path(out or cfg.out_dir)
     methods = method_list(cfg)
     rank, world = dist_info()
     if rank == 0:
-        _check_or_write_config(out, cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        claim_run_folder(out, cfg)
+    apply_threads(cfg)
     dialogues = corpus_dialogues(cfg, out / "corpus", rank)
     folds = _folds(cfg, dialogues)
     stages_per_fold = 2 + len(methods)
@@ -105,6 +102,14 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None,
     if rank == 0:
         finish_report(cfg, out, [f.name for f in folds], methods)
     return out
+
+
+def apply_threads(cfg: RunConfig) -> None:
+    """`threads` of the config, for every command that trains or evaluates (run, train)."""
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
 
 
 def fold_info(fold, by_id) -> dict:
@@ -152,47 +157,6 @@ def _folds(cfg: RunConfig, dialogues: list[Dialogue]):
     for f in folds:
         check_speaker_disjoint(dialogues, f)
     return folds
-
-
-def _check_or_write_config(out: Path, cfg: RunConfig) -> None:
-    """A run folder belongs to one config: resuming with a different one is an error."""
-    claim_folder(out / CONFIG_FILE, to_dict(cfg), _comparable, "a run with a different config")
-
-
-def claim_folder(path: Path, settings: dict, comparable: Callable[[dict], dict], other: str) -> None:
-    """`path` (a JSON file in an output folder) records the settings the folder's outputs were made
-    with: written on first use; a later use whose `comparable(settings)` differs is a ConfigError
-    saying the folder holds `other` and where the settings differ."""
-    current = comparable(settings)
-    if path.exists():
-        previous = comparable(json.loads(path.read_text()))
-        if previous != current:
-            diff = sorted(_diff_keys(previous, current))
-            raise ConfigError(f"{path.parent}: holds {other} (differs at: {', '.join(diff[:5])}); "
-                              "use another out folder")
-        return
-    atomic_write_json(path, settings)
-
-
-def _comparable(d: dict) -> dict:
-    """The parts of a config that decide a run's models and predictions: methods can be added to a
-    study (each has its own predictions file), `final` only adds a model, and the corpus's name and
-    caveat only describe it."""
-    d = json.loads(json.dumps(d))
-    for key in ("name", "caveat"):
-        d.get("corpus", {}).pop(key, None)
-    d.get("eval", {}).pop("methods", None)
-    d.get("eval", {}).pop("vad_methods", None)
-    d.pop("final", None)
-    d.pop("final_methods", None)
-    return d
-
-
-def _diff_keys(a, b, prefix="") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = set(a) | set(b)
-        return [k for key in keys for k in _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 # ---------------------------------------------------------------- codes

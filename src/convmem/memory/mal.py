@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from convmem.config import Count, Index
 from convmem.errors import ConfigError
 from convmem.memory.base import WindowBatch
 from convmem.memory.mal_layer import MALAdapter, capture_layer_input, find_decoder_layers, layer_input_hook
@@ -54,11 +55,11 @@ class MALConfig:
         memory: the neural memory's shape and update rule.
     """
 
-    emotion_ids: tuple[int, ...]
-    audio_id_range: tuple[int, int]
-    layer: int | None = None
-    history_tokens: int = 0
-    chunk_size: int | None = None
+    emotion_ids: tuple[Index, ...]
+    audio_id_range: tuple[Index, Index]
+    layer: Index | None = None
+    history_tokens: Index = 0
+    chunk_size: Count | None = None
     read_within_utterance: bool = False
     enabled: bool = True
     memory: NeuralMemoryConfig = field(default_factory=NeuralMemoryConfig)

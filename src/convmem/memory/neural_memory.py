@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
+
+from convmem.config import Count, Positive, Range
 
 Params = dict[str, torch.Tensor]
 
@@ -46,14 +49,14 @@ class NeuralMemoryConfig:
             data-independent at these values and learn their data dependence in the outer loop).
     """
 
-    dim: int = 64
-    expansion: int = 2
-    depth: int = 2
-    max_lr: float = 1.0
-    max_grad_norm: float | None = 10.0
-    init_lr: float = 0.1
-    init_momentum: float = 0.5
-    init_forget: float = 0.02
+    dim: Count = 64
+    expansion: Count = 2
+    depth: Annotated[int, Range(2)] = 2  # a deep memory
+    max_lr: Positive = 1.0
+    max_grad_norm: Positive | None = 10.0
+    init_lr: Positive = 0.1  # and < max_lr (validate)
+    init_momentum: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.5
+    init_forget: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.02
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""

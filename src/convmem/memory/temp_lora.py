@@ -27,11 +27,12 @@ import dataclasses
 import hashlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from convmem.config import AnyNumber, Count, Index, NonNegative, Positive, Proportion, Range, Seed
 from convmem.errors import ConfigError
 from convmem.memory.base import WindowBatch
 from convmem.memory.batched_lora import ALL_LINEAR, BatchedLoRA
@@ -59,22 +60,22 @@ class DPMConfig:
         seed: base seed of the A init; a row's A depends only on (seed, conversation key).
     """
 
-    rank: int = 64
-    alpha: float = 64.0
+    rank: Count = 64
+    alpha: Positive = 64.0
     target_modules: str | tuple[str, ...] = ALL_LINEAR
     include_lm_head: bool = False
     optimizer: str = "adamw"
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    momentum: float = 0.0
-    steps_per_write: int = 1
-    n_r: int | None = None
+    lr: Positive = 5e-5
+    weight_decay: NonNegative = 0.0
+    betas: tuple[Proportion, Proportion] = (0.9, 0.999)
+    eps: Positive = 1e-8
+    momentum: Proportion = 0.0
+    steps_per_write: Count = 1
+    n_r: Index | None = None
     stepping: str = "sentence"
-    surprise_k: float = 0.0
-    surprise_warmup: int = 2
-    seed: int = 0
+    surprise_k: AnyNumber = 0.0
+    surprise_warmup: Annotated[int, Range(2)] = 2
+    seed: Seed = 0
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "dpm config") -> "DPMConfig":

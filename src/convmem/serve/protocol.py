@@ -11,8 +11,9 @@ Client -> server
        mode:   "stream"     - binary frames are consecutive chunks of one mono recording; a voice
                               activity detector cuts it into utterances
                "utterances" - each utterance is announced by `{"type": "utterance"}` (optional
-                              "speaker": str, "start"/"end": seconds, default back to back)
-                              and sent as the binary frame that follows it
+                              "speaker": str, "start"/"end": seconds, default back to back;
+                              finite, at most MAX_TIME_S) and sent as the binary frame that
+                              follows it (at least 0.1 s of audio)
   2. binary frames of audio (mode "stream"), or utterance header + binary frame pairs
   3. JSON text `{"type": "end"}`: the server flushes the last utterance, answers `end`, closes 1000
 
@@ -26,7 +27,17 @@ Server -> client
     the protocol has a bug, and a memory written from a half-understood stream is not to be trusted.
 
 Authentication: when the server has a token, the client sends `Authorization: Bearer TOKEN` or,
-from a browser (which cannot set headers on a WebSocket), the query parameter `?token=TOKEN`.
+from a browser (which cannot set headers on a WebSocket), the query parameter `?token=TOKEN`
+(never written to the server's log). A browser's page must come from an allowed origin
+(serve/access.py): the service's own page or a loopback host unless the server allows more.
+
+Limits: a session ends after `max_session_wall_s` seconds whatever it does (`session_expired`),
+and after `idle_timeout_s` seconds without progress (`idle_timeout`). Progress is audio that
+advances the session's stream by at least `idle_progress_s` seconds since the last progress, or
+a classified utterance; messages without new audio (a few bytes, control messages) are not.
+
+JSON numbers are finite: NaN and Infinity (which Python's json reads) are refused as bad_json,
+and the server never sends them.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 FORMATS = {"f32le": "<f4", "s16le": "<i2"}  # wire format -> numpy dtype
+MAX_TIME_S = 7 * 24 * 3600.0  # utterance times: a week of recording; beyond is a client bug
 
 
 class ErrorCode(str, Enum):
@@ -52,7 +64,9 @@ class ErrorCode(str, Enum):
     SESSION_TOO_LONG = "session_too_long"  # more audio than max_session_seconds
     TOO_MANY_SESSIONS = "too_many_sessions"
     UNAUTHORIZED = "unauthorized"
-    IDLE_TIMEOUT = "idle_timeout"
+    IDLE_TIMEOUT = "idle_timeout"  # no progress for idle_timeout_s
+    SESSION_EXPIRED = "session_expired"  # open for max_session_wall_s
+    FORBIDDEN = "forbidden"  # Host or Origin not allowed (serve/access.py)
     INTERNAL = "internal"
 
 
@@ -70,6 +84,8 @@ ERROR_CLOSE_CODES = {
     ErrorCode.TOO_MANY_SESSIONS: 1013,
     ErrorCode.UNAUTHORIZED: 4401,
     ErrorCode.IDLE_TIMEOUT: 4408,
+    ErrorCode.SESSION_EXPIRED: 4408,
+    ErrorCode.FORBIDDEN: 4403,
     ErrorCode.INTERNAL: 1011,
 }
 
@@ -112,8 +128,8 @@ class UtteranceHeader(_Strict):
     type: Literal["utterance"]
     speaker: str | None = Field(default=None, max_length=64)
     # seconds in the client's recording; default: back to back after the previous utterance
-    start: float | None = Field(default=None, ge=0)
-    end: float | None = Field(default=None, gt=0)
+    start: float | None = Field(default=None, ge=0, le=MAX_TIME_S, allow_inf_nan=False)
+    end: float | None = Field(default=None, gt=0, le=MAX_TIME_S, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -131,10 +147,14 @@ _CLIENT = TypeAdapter(ClientMessage)
 CLIENT_TYPES = ("start", "utterance", "end")
 
 
+def _no_constants(name: str):
+    raise ProtocolError(ErrorCode.BAD_JSON, f"text frame is not valid JSON ({name} is not a JSON number)")
+
+
 def parse_client_message(text: str) -> Start | UtteranceHeader | End:
     """Validate one text frame; raises ProtocolError (bad_json / unknown_type / invalid_message)."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constants)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"text frame is not valid JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(obj, dict):
@@ -157,8 +177,10 @@ def parse_client_message(text: str) -> Start | UtteranceHeader | End:
 
 class Limits(BaseModel):
     max_message_bytes: int
-    max_session_seconds: float
+    max_session_seconds: float  # seconds of audio
+    max_session_wall_s: float  # seconds the session may stay open
     idle_timeout_s: float
+    idle_progress_s: float  # new audio that counts as progress (module doc)
     sample_rates: list[int]
     formats: list[str]
 

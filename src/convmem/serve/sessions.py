@@ -31,25 +31,72 @@ class ServeConfig:
     max_sessions: int = 8  # concurrent sessions; one more gets `too_many_sessions` (close 1013)
     max_message_bytes: int = 4 * 1024 * 1024  # one frame; ~65 s of f32le 16 kHz audio
     max_session_seconds: float = 3600.0  # seconds of audio one session may send
-    idle_timeout_s: float = 60.0  # no message for this long ends the session (close 4408)
+    # Wall-clock life of a session, whatever it sends (close 4408): without it a client that
+    # trickles audio could hold a slot for weeks. Two hours covers any meeting worth a memory.
+    max_session_wall_s: float = 7200.0
+    idle_timeout_s: float = 60.0  # this long without progress ends the session (close 4408)
     token: str | None = None  # bearer token; None = open service
     memory: str = "dpm"  # test-time memory method of every session (Bundle.methods)
     sample_rates: tuple[int, ...] = DEFAULT_SAMPLE_RATES
+    host: str = "127.0.0.1"  # the address the server is bound to (Host checks, serve/access.py)
+    allowed_origins: tuple[str, ...] = ()  # web origins allowed besides the same origin and loopback
 
     def __post_init__(self) -> None:
         from convmem.errors import ConfigError
+        from convmem.serve.access import normalize_origin
 
         for name in ("max_sessions", "max_message_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_session_seconds", "idle_timeout_s"):
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f"serve.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_session_seconds", "idle_timeout_s", "max_session_wall_s"):
+            if not 0 < float(getattr(self, name)) < float("inf"):
+                raise ConfigError(f"serve.{name} must be > 0 and finite, got {getattr(self, name)}")
+        self.allowed_origins = tuple(normalize_origin(o) for o in self.allowed_origins)
         if self.token is not None and not self.token.strip():
             raise ConfigError("serve.token is empty; give a real token or none")
         if not self.sample_rates:
             raise ConfigError("serve.sample_rates is empty: no client could start a session")
         self.sample_rates = tuple(sorted({int(r) for r in self.sample_rates}))
+
+    @property
+    def idle_progress_s(self) -> float:
+        """New audio that restarts the idle timer: 1 s, or half the timeout when that is shorter,
+        so a client streaming at even a small fraction of real time always makes it, while one
+        that trickles a few bytes never does (4 bytes every 4 s is 1/64000 of real time)."""
+        return min(1.0, self.idle_timeout_s / 2)
+
+
+class SessionClock:
+    """When a connection must end: at `max_session_wall_s` after it opened, whatever happens, and
+    `idle_timeout_s` after its last progress (`progress`: new audio of at least idle_progress_s,
+    or a classified utterance). Time the server spends on the session's model calls is not the
+    client's idleness, so `pause()` holds the idle deadline while the server works."""
+
+    def __init__(self, config: ServeConfig, now: Callable[[], float]):
+        self.config, self._now = config, now
+        opened = now()
+        self.expires = opened + config.max_session_wall_s
+        self.idle_deadline = opened + config.idle_timeout_s
+        self._pending_audio = 0.0
+
+    def audio(self, seconds: float) -> None:
+        self._pending_audio += seconds
+        if self._pending_audio >= self.config.idle_progress_s:
+            self.progress()
+
+    def progress(self) -> None:
+        self._pending_audio = 0.0
+        self.idle_deadline = self._now() + self.config.idle_timeout_s
+
+    def pause(self, seconds: float) -> None:
+        self.idle_deadline += seconds
+
+    def next_deadline(self) -> tuple[float, ErrorCode]:
+        """(seconds left, the error to end with when they run out)."""
+        now = self._now()
+        if self.expires <= self.idle_deadline:
+            return self.expires - now, ErrorCode.SESSION_EXPIRED
+        return self.idle_deadline - now, ErrorCode.IDLE_TIMEOUT
 
 
 @dataclass(eq=False)

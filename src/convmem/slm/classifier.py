@@ -39,10 +39,12 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from torch import nn
 
+from convmem.config import Count, Proportion, Range
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
 
@@ -62,12 +64,12 @@ class ClassifierConfig:
         pooling:  "end" (the `<audio_end>` = last real token) or "mean" (masked mean over the window).
     """
 
-    n_labels: int
-    d_model: int | None = None
-    n_layers: int = 2
-    n_heads: int = 4
-    ff_mult: int = 4
-    dropout: float = 0.1
+    n_labels: Annotated[int, Range(2)]
+    d_model: Count | None = None
+    n_layers: Count = 2
+    n_heads: Count = 4
+    ff_mult: Count = 4
+    dropout: Proportion = 0.1
     pooling: str = "end"
 
     def check(self, embed_dim: int) -> None:

@@ -35,6 +35,7 @@ from typing import Sequence
 
 import torch
 
+from convmem.config import Count, Positive, Proportion, Seed
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
 from convmem.slm.audio_embedding import AUDIO_INPUTS, PROJECTOR_ATTR, PROJECTOR_FILE, AudioProjector, projector_of
@@ -50,20 +51,20 @@ class SLMConfig:
     """The emotion SLM's architecture and adapter settings (tiny dims unused for an HF backbone)."""
 
     backbone: str = TINY
-    n_limit: int = 1024
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    max_position_embeddings: int = 8192
-    rope_theta: float = 10000.0
-    lora_r: int = 64
-    lora_alpha: int = 64
-    lora_dropout: float = 0.0
+    n_limit: Count = 1024
+    hidden_size: Count = 256
+    num_layers: Count = 4
+    num_heads: Count = 4
+    intermediate_size: Count = 1024
+    max_position_embeddings: Count = 8192
+    rope_theta: Positive = 10000.0
+    lora_r: Count = 64
+    lora_alpha: Count = 64
+    lora_dropout: Proportion = 0.0
     lora_targets: str | list[str] = "all-linear"
     dtype: str = "float32"
     attn_implementation: str = "sdpa"
-    init_seed: int = 0
+    init_seed: Seed = 0
     # End each utterance's audio with its speaker-relative prosody marks (slm/vocab.py; not in
     # the paper, so off by default).
     prosody_marks: bool = False

@@ -153,7 +153,9 @@ class S3Tokenizer:
 
 
 def _open_session(path: Path, config: S3Config):
-    import onnxruntime
+    from convmem.onnx_runtime import onnxruntime as import_onnxruntime
+
+    onnxruntime = import_onnxruntime()  # telemetry off (convmem/onnx_runtime.py)
 
     if not path.is_file():
         raise ConfigError(f"{path}: S3 tokenizer model file not found (set onnx_path or {ENV_VAR})")

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from convmem.config import Count, NonNegative, Positive, Seed
 from convmem.errors import ConfigError
 from convmem.slm.classifier import EmotionClassifier
 from convmem.slm.stream import Stream
@@ -42,12 +43,12 @@ class ClassifierWindow:
 class ClassifierTrainConfig:
     """lr 1e-4, epochs 20 and batch size 1 are the paper's (§4.2); the rest are common defaults."""
 
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    epochs: int = 20
-    batch_size: int = 1
-    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
-    seed: int = 0
+    lr: Positive = 1e-4
+    weight_decay: NonNegative = 0.01
+    epochs: Count = 20
+    batch_size: Count = 1
+    grad_clip: NonNegative = 1.0  # max global grad norm; 0 = no clipping
+    seed: Seed = 0
     progress: bool = True
 
     def __post_init__(self) -> None:

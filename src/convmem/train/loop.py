@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from convmem.config import Count, Index, NonNegative, Positive, Proportion, Seed
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
 from convmem.slm.audio_embedding import model_inputs
@@ -53,22 +54,22 @@ class TrainConfig:
     n_o, n_p, n_q only apply to "paper" (defaults: `slm.windows.WindowConfig`).
     """
 
-    lr: float = 5e-5
-    epochs: int = 20
-    batch_size: int = 8
-    grad_clip: float = 1.0
-    weight_decay: float = 0.0
+    lr: Positive = 5e-5
+    epochs: Count = 20
+    batch_size: Count = 8
+    grad_clip: NonNegative = 1.0
+    weight_decay: NonNegative = 0.0
     schedule: str = "cosine"
-    warmup_frac: float = 0.03
-    seed: int = 0
+    warmup_frac: Proportion = 0.03
+    seed: Seed = 0
     objective: str = "dense"
-    n_o: int = 256
-    n_p: int = 768
-    n_q: int = 1024
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    max_steps: int | None = None  # stop early (the schedule still spans all epochs)
+    n_o: Count = 256
+    n_p: Index = 768
+    n_q: Count = 1024
+    checkpoint_every: Count = 200
+    keep_checkpoints: Count = 2
+    log_every: Count = 10
+    max_steps: Count | None = None  # stop early (the schedule still spans all epochs)
     # "gold": earlier utterances' gold emotion tokens in the stream (the paper); "none": no emotion
     # tokens, labels only as L_e targets. With strong emotional inertia "gold" teaches the model to
     # copy the previous token, which at inference is its own (possibly wrong) prediction.
@@ -78,7 +79,7 @@ class TrainConfig:
     history_free: bool = False
     # Fraction of input audio codes replaced by random codes in each training batch (slm.code_noise:
     # stops the model memorising training utterances). Not in the paper; 0 = off.
-    code_noise: float = 0.0
+    code_noise: Proportion = 0.0
 
     def check(self) -> None:
         if self.emotion_tokens not in TRAIN_EMOTION_TOKENS:

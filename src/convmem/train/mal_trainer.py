@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from convmem.config import Count, NonNegative, Positive, Seed
 from convmem.errors import ConfigError
 from convmem.memory.base import WindowBatch
 from convmem.memory.mal import MALConfig, MALMemory
@@ -59,13 +60,13 @@ class MALTrainConfig:
         seed: shuffling seed.
     """
 
-    epochs: int = 3
-    batch_size: int = 8
-    tbptt: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 0
+    epochs: Count = 3
+    batch_size: Count = 8
+    tbptt: Count = 4
+    lr: Positive = 1e-3
+    weight_decay: NonNegative = 0.01
+    max_grad_norm: Positive = 1.0
+    seed: Seed = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "tbptt"):
