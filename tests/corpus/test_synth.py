@@ -213,8 +213,11 @@ def test_outputs_respect_the_umask(tmp_path, umask):
 
 def _start_synth(tmp_path):
     """`convmem synth` of the default preset as a process of its own group, once it is rendering."""
+    # Ctrl-C's default action, whatever this test process inherited: an ignored SIGINT (an earlier
+    # in-process worker test, nohup) passes through exec, and Python then installs no handler
     proc = subprocess.Popen([sys.executable, "-m", "convmem", "synth", "out", "--quiet"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.*/audio/*.wav")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
