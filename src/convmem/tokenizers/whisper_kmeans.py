@@ -20,6 +20,7 @@ the Whisper weights (checked at every load), and the codebook.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,27 +130,30 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
         return {"weights_sha256": whisper_package(self.config.model).sha256}
 
     def features_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        """16 kHz float32[samples] each -> float32[n_frames, hidden] each (float16-rounded)."""
-        import hashlib
+        """16 kHz float32[samples] each -> float32[n_frames, hidden] each (float16-rounded).
 
+        With a store attached it is the cache; without one (predict, serve) the last few
+        utterances are kept in memory, since a live turn is encoded to codes and read as frames
+        right after. The encoder is loaded only when something is not cached."""
         store = self._store
-        hidden = self.encoder.hidden_size
-        keys = [hashlib.sha256(np.ascontiguousarray(w, dtype=np.float32).tobytes()).digest() for w in waves]
-        # with a store attached it is the cache; without one, the last few utterances are
-        found = [store.get(w, hidden) for w in waves] if store else [self._recent.get(k) for k in keys]
+        if store:
+            hidden = whisper_package(self.config.model).hidden_size
+            found = [store.get(w, hidden) for w in waves]
+        else:
+            keys = [hashlib.sha256(np.ascontiguousarray(w, dtype=np.float32).tobytes()).digest() for w in waves]
+            found = [self._recent.get(k) for k in keys]
         todo = [i for i, f in enumerate(found) if f is None]
         if todo:
             for i, feats in zip(todo, self.encoder.features([waves[i] for i in todo])):
                 found[i] = feats.astype(np.float16)
                 if store:
                     store.put(waves[i], found[i])
-        # The last few utterances' features stay in memory: a live turn is encoded to codes and read
-        # as frames right after, and must not run the encoder twice when no store is attached.
-        for k, f in zip(keys, found):
-            self._recent.pop(k, None)
-            self._recent[k] = f
-        while len(self._recent) > RECENT_UTTERANCES:
-            self._recent.pop(next(iter(self._recent)))
+        if not store:
+            for k, f in zip(keys, found):
+                self._recent.pop(k, None)
+                self._recent[k] = f
+            while len(self._recent) > RECENT_UTTERANCES:
+                self._recent.pop(next(iter(self._recent)))
         return [f.astype(np.float32) for f in found]
 
     def features(self, wave: np.ndarray) -> np.ndarray:

