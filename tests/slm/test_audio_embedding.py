@@ -152,3 +152,56 @@ def test_utterance_input_aligns_frames_after_marks():
         vocab.utterance_input(np.array([1, 2]), np.array([0, 1, 2, 3]), f)
     d = CodedDialogue("d", [(np.array([1, 2, 3]), "neu")], [np.array([0, 1, 2, 3])], [f])
     assert dialogue_stream(d, vocab).frames.shape == (d.n_tokens, D)
+
+
+def test_utterance_summary_reads_each_utterances_frame_statistics_at_its_end():
+    with pytest.raises(ConfigError, match="utterance_summary"):
+        SLMConfig(utterance_summary=True)
+    model, vocab = _frames_model(utterance_summary=True)
+    codes, frames, s = _stream(vocab)
+    proj = projector_of(model)
+    ends = s.ids == vocab.audio_end_id
+    audio = (s.ids >= vocab.audio_offset) & (s.ids < vocab.audio_end_id)
+    with torch.no_grad():
+        plain = torch.where(audio.unsqueeze(-1), proj(s.frames), model.get_input_embeddings()(s.ids))
+        got = embed_inputs(model, s.ids[None], s.frames[None])[0]
+        # by hand: mean and (population) std of each utterance's normalised frames
+        want = plain.clone()
+        for u, f in enumerate(frames):
+            n = proj.norm(torch.from_numpy(f))
+            stats = torch.cat([n.mean(0), (n.var(0, unbiased=False) + 1e-6).sqrt()])
+            end = int(s.utt_start[u]) + len(f)
+            assert bool(ends[end])
+            want[end] += proj.summary(stats)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got[ends], plain[ends])  # the summary is there ...
+    assert torch.equal(got[~ends], plain[~ends])       # ... and only at <audio_end>
+    # rows of a batch are summarised on their own, padding included
+    longer = _stream(vocab, seed=5, lengths=(9, 3, 6))[2]
+    t = max(len(s), len(longer))
+    pad = lambda x, fill: torch.cat([x, x.new_full((t - len(x),) + x.shape[1:], fill)])  # noqa: E731
+    ids = torch.stack([pad(s.ids, vocab.pad_id), pad(longer.ids, vocab.pad_id)])
+    fr = torch.stack([pad(s.frames, 0.0), pad(longer.frames, 0.0)])
+    with torch.no_grad():
+        both = embed_inputs(model, ids, fr)
+    torch.testing.assert_close(both[0, :len(s)], got, rtol=1e-5, atol=1e-5)
+
+
+def test_utterance_summary_end_without_audio_reads_nothing_and_round_trips(tmp_path):
+    model, vocab = _frames_model(utterance_summary=True)
+    _, _, s = _stream(vocab, seed=2)
+    first_end = int((s.ids == vocab.audio_end_id).nonzero()[0])
+    cut_ids, cut_frames = s.ids[first_end:], s.frames[first_end:]  # a window that starts at an end
+    with torch.no_grad():
+        e = embed_inputs(model, cut_ids[None], cut_frames[None])[0]
+    torch.testing.assert_close(e[0], model.get_input_embeddings()(cut_ids[:1])[0].detach())
+    out = save_model(model, tmp_path / "m")
+    loaded, _, cfg = load_model(out)
+    assert cfg.utterance_summary and projector_of(loaded).summary is not None
+    assert torch.equal(_logits(loaded, s), _logits(model, s))
+    # a summary model's projector does not load as a plain one
+    import json
+
+    (out / "slm_config.json").write_text(json.dumps({**cfg.to_json(), "utterance_summary": False}))
+    with pytest.raises(ConfigError, match="utterance_summary"):
+        load_model(out)

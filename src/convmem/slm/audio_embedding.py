@@ -15,6 +15,15 @@ Every model call goes through `model_inputs` (training loop, every memory's read
 layer capture), so "what the model reads" is decided here once. Frames travel beside the ids as
 float32[B, T, D] aligned with input_ids (zeros where the id is not audio), or None.
 
+With `slm.utterance_summary` the projector also has a summary head: the `<audio_end>` position
+reads embed(<audio_end>) + Linear(LayerNorm([mean, std])) of the normalised frames of the audio
+positions since the previous `<audio_end>` (its utterance). Why: the emotion is predicted at that
+position (eq. 5), and utterance-level statistics of a pretrained encoder's frames are what a linear
+probe reads emotion from (80% WA on RAVDESS, docs/experiments/whisper-front-end.md); through two
+small attention layers trained on an hour of speech the SLM did not find them (66%). The summary is
+a function of the utterance's own frames only, so it adds no context and every memory still reads
+the same stream. Not in the paper; off by default.
+
 An utterance's model input is `UtteranceInput` (ids + optional aligned frames): what the engine
 receives per utterance, whatever the memory.
 """
@@ -43,12 +52,14 @@ class AudioProjector(nn.Module):
     add capacity that the small corpora here cannot train; the LM above it is the reader.
     """
 
-    def __init__(self, frame_dim: int, hidden_size: int):
+    def __init__(self, frame_dim: int, hidden_size: int, summary: bool = False):
         super().__init__()
         if frame_dim < 1:
             raise ConfigError(f"audio projector: frame dim must be >= 1, got {frame_dim}")
         self.norm = nn.LayerNorm(frame_dim)
         self.linear = nn.Linear(frame_dim, hidden_size)
+        # The utterance summary head (module doc); None keeps older projector files loadable as-is.
+        self.summary = nn.Sequential(nn.LayerNorm(2 * frame_dim), nn.Linear(2 * frame_dim, hidden_size)) if summary else None
 
     @property
     def frame_dim(self) -> int:
@@ -56,6 +67,26 @@ class AudioProjector(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(frames))
+
+    def summaries(self, frames: torch.Tensor, audio: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """float[B, T, hidden]: at each `<audio_end>` position (ends bool[B, T]) the summary of the
+        normalised frames float[B, T, D] at the audio positions (audio bool[B, T]) since the previous
+        end of its row; zeros elsewhere and at an end with no audio before it (a window that starts
+        after an utterance's audio)."""
+        b, t, d = frames.shape
+        normed = self.norm(frames) * audio.unsqueeze(-1)
+        # segment of each position: how many ends come before it; an end closes its own segment
+        seg = torch.cumsum(ends.long(), dim=1) - ends.long()
+        index = seg.unsqueeze(-1).expand(b, t, d)
+        total = normed.new_zeros(b, t + 1, d).scatter_add_(1, index, normed)
+        square = normed.new_zeros(b, t + 1, d).scatter_add_(1, index, normed * normed)
+        count = normed.new_zeros(b, t + 1).scatter_add_(1, seg, audio.to(normed.dtype))
+        n = count.clamp(min=1.0).unsqueeze(-1)
+        mean = total / n
+        std = (square / n - mean * mean).clamp(min=0.0).add(1e-6).sqrt()
+        stats = torch.cat([mean, std], dim=-1).gather(1, seg.unsqueeze(-1).expand(b, t, 2 * d))
+        keep = ends & (count.gather(1, seg) > 0)
+        return self.summary(stats) * keep.unsqueeze(-1)
 
 
 @dataclass(frozen=True)
@@ -129,5 +160,8 @@ def embed_inputs(model: nn.Module, input_ids: torch.Tensor, frames: torch.Tensor
     tokens = embed(input_ids)
     lo = vocab.audio_offset
     audio = (input_ids >= lo) & (input_ids < lo + vocab.codebook_size)
-    projected = proj(frames.to(device=tokens.device, dtype=proj.linear.weight.dtype)).to(tokens.dtype)
-    return torch.where(audio.unsqueeze(-1), projected, tokens)
+    frames = frames.to(device=tokens.device, dtype=proj.linear.weight.dtype)
+    out = torch.where(audio.unsqueeze(-1), proj(frames).to(tokens.dtype), tokens)
+    if proj.summary is not None:
+        out = out + proj.summaries(frames, audio, input_ids == vocab.audio_end_id).to(tokens.dtype)
+    return out

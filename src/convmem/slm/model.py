@@ -71,10 +71,16 @@ class SLMConfig:
     # What audio positions read: "codes" (code embeddings) or "frames" (projected continuous encoder
     # frames, slm/audio_embedding.py; needs a tokenizer that offers frames). Codes stay the targets.
     audio_input: str = "codes"
+    # With frames: the <audio_end> position also reads a projection of its utterance's frame mean and
+    # std (slm/audio_embedding.py, "utterance summary"). Not in the paper, so off by default.
+    utterance_summary: bool = False
 
     def __post_init__(self) -> None:
         if self.audio_input not in AUDIO_INPUTS:
             raise ConfigError(f"slm config: audio_input {self.audio_input!r} not one of {AUDIO_INPUTS}")
+        if self.utterance_summary and self.audio_input != "frames":
+            raise ConfigError("slm config: utterance_summary summarises continuous frames and needs "
+                              f"audio_input frames, not {self.audio_input!r}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -126,7 +132,8 @@ def build_model(cfg: SLMConfig, vocab: EmotionVocab, frame_dim: int | None = Non
         torch.manual_seed(cfg.init_seed)
         model = _build_tiny(cfg, vocab) if cfg.is_tiny else _build_hf(cfg, vocab)
         if frame_dim is not None:
-            _attach_projector(model, AudioProjector(frame_dim, model.get_input_embeddings().weight.shape[-1]))
+            _attach_projector(model, AudioProjector(frame_dim, model.get_input_embeddings().weight.shape[-1],
+                                                    summary=cfg.utterance_summary))
         return model
 
 
@@ -292,17 +299,20 @@ def load_model(model_dir: str | os.PathLike, merge: bool = True) -> tuple[torch.
         tokenizer = AutoTokenizer.from_pretrained(d)
     _attach(model, cfg, vocab, tokenizer)
     if cfg.reads_frames:
-        _attach_projector(model, _load_projector(d, model.get_input_embeddings().weight.shape[-1]))
+        _attach_projector(model, _load_projector(d, model.get_input_embeddings().weight.shape[-1], cfg.utterance_summary))
     model.eval()
     return model, vocab, cfg
 
 
-def _load_projector(d: Path, hidden_size: int) -> AudioProjector:
+def _load_projector(d: Path, hidden_size: int, summary: bool) -> AudioProjector:
     from safetensors.torch import load_file
 
     if not (d / PROJECTOR_FILE).is_file():
         raise ConfigError(f"{d}: a frames model (slm.audio_input=frames) without its {PROJECTOR_FILE}")
     state = load_file(str(d / PROJECTOR_FILE))
-    projector = AudioProjector(int(state["norm.weight"].shape[0]), hidden_size)
-    projector.load_state_dict(state)
+    projector = AudioProjector(int(state["norm.weight"].shape[0]), hidden_size, summary=summary)
+    try:
+        projector.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"{d}: {PROJECTOR_FILE} does not match slm.utterance_summary={summary}: {exc}") from None
     return projector
