@@ -64,7 +64,11 @@ def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
     for d in dialogues:
         audio = Path(d.audio)
         audio = audio if audio.is_absolute() else manifest.parent / audio
-        audio_s += audio_info(audio).duration
+        duration = audio_info(audio).duration
+        audio_s += duration
+        from pyannote.core import Segment, Timeline
+
+        uem = Timeline([Segment(0.0, duration)], uri=d.dialogue_id)  # scored region: the whole recording
         gold = [(u.start, u.end, u.speaker) for u in d.utterances]
         ref = _annotation(gold, d.dialogue_id)
         n_gold = len({s for _, _, s in gold})
@@ -75,7 +79,7 @@ def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
             seconds[name] += time.process_time() - t0
             hyp = _annotation([(s.start, s.end, s.speaker) for s in hyps[name]], d.dialogue_id)
             for metric in runs[name]:
-                metric(ref, hyp)
+                metric(ref, hyp, uem=uem)
         estimated.append((n_gold, len({s.speaker for s in hyps["auto"]})))
         if predictor is not None:
             ways = {"gold turns, gold speakers": [TimeSegment(a, b, s) for a, b, s in gold],
@@ -100,6 +104,27 @@ def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
     return out
 
 
+def transcribe_cost(manifest: Path, language: str | None) -> dict:
+    """CPU seconds per audio minute of `--transcribe` on the gold turns of the manifest's first
+    dialogue (language given or detected), and the first transcript for a look."""
+    from convmem.audio.io import load_audio
+    from convmem.corpus.manifest import read_manifest
+    from convmem.speakers.transcribe import Transcriber
+
+    d = next(d for d in read_manifest(manifest) if d.audio)
+    audio = Path(d.audio) if Path(d.audio).is_absolute() else manifest.parent / d.audio
+    tr = Transcriber(language=language)
+    tr(load_audio(audio, 16000, d.utterances[0].start, d.utterances[0].end))  # warm-up
+    t0, speech, texts = time.process_time(), 0.0, []
+    for u in d.utterances:
+        texts.append(tr(load_audio(audio, 16000, u.start, u.end)))
+        speech += u.end - u.start
+    cpu = time.process_time() - t0
+    return {"language": language or "detected", "utterances": len(d.utterances), "speech_minutes": round(speech / 60, 2),
+            "cpu_s_per_audio_min": round(cpu / (speech / 60), 2), "first": texts[0],
+            "first_gold_text": d.utterances[0].text}
+
+
 def _hits(gold_utts, predicted) -> list[bool]:
     hits = []
     for u in gold_utts:
@@ -118,6 +143,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", help="final model directory: also measure emotion WA four ways")
     ap.add_argument("--memory", default="dpm")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--transcribe-cost", action="store_true",
+                    help="also time --transcribe (language en given, and detected) on each manifest's first dialogue")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "diarisation.json")
     args = ap.parse_args(argv)
     import torch
@@ -129,6 +156,9 @@ def main(argv=None) -> int:
 
         predictor = Predictor.load(args.model, memory=args.memory)
     results = [score_manifest(m, args.limit, predictor) for m in args.manifest]
+    if args.transcribe_cost:
+        for m, r in zip(args.manifest, results):
+            r["transcribe"] = [transcribe_cost(m, "en"), transcribe_cost(m, None)]
     print(f"| corpus | dialogues | audio min | speakers | DER % | JER % | missed % | false alarm % | "
           f"confusion % | CPU s / audio min |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -140,6 +170,10 @@ def main(argv=None) -> int:
     for r in results:
         for way, v in r.get("emotion_wa", {}).items():
             print(f"{Path(r['manifest']).parent.name}: emotion WA {way}: {v['wa']}% of {v['n']}")
+    for r in results:
+        for t in r.get("transcribe", []):
+            print(f"{Path(r['manifest']).parent.name}: transcribe ({t['language']}): {t['cpu_s_per_audio_min']} CPU s "
+                  f"per audio minute; e.g. {t['first']!r} (gold {t['first_gold_text']!r})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"bench": "diarisation", "collar_s": COLLAR, "skip_overlap": True,
                                     "model": args.model, "memory": args.memory if args.model else None,

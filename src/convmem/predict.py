@@ -358,6 +358,10 @@ class LiveSession:
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
             raise AudioError(f"utterance: times must be finite with 0 <= start < end, got {start}, {end}")
         self._clock = end
+        if speaker is None and self._online is not None:  # a client that does not know who speaks
+            from convmem.speakers.encoder import embed_utterance
+
+            speaker = self._online.assign(embed_utterance(wave))
         probs = self.predictor._classify(self._conv, wave, self._prosody, speaker)
         return self.predictor._result(probs, start, end, speaker, wave)
 

@@ -58,6 +58,12 @@ def test_live_session_assigns_speakers_online_like_offline(model_dir, talk):
     session.close()
     offline = predictor.predict(path, progress=False, speakers="auto")
     assert [u.speaker for u in live] == [u.speaker for u in offline.utterances]
+    session = predictor.open_session("utterances")
+    pushed = [session.push_utterance(wave[int(u.start * 16000):int(u.end * 16000)], 16000, u.start, u.end)
+              for u in offline.utterances]
+    given = session.push_utterance(wave[:16000], 16000, speaker="caller")
+    session.close()
+    assert [u.speaker for u in pushed] == [u.speaker for u in offline.utterances] and given.speaker == "caller"
 
 
 def test_cli_speakers_and_transcripts(model_dir, talk, tmp_path, capsys):
