@@ -198,8 +198,9 @@ class Predictor:
         if segments is None and speakers != "none":
             from convmem.speakers.diarise import diarise
 
+            stats: dict = {}
             found = diarise(audio if path is None else path, sample_rate if path is None else SAMPLE_RATE,
-                            n_speakers=None if speakers == "auto" else speakers, vad=self.vad)
+                            n_speakers=None if speakers == "auto" else speakers, vad=self.vad, stats=stats)
             if found:  # no speech at all: the VAD path below says why
                 segments, seg_name = found, f"vad+diarisation({speakers})"
         if isinstance(segments, (str, Path)):
@@ -217,7 +218,8 @@ class Predictor:
         session = self.open_session(key if key is not None else default_key)
         results: list[UtteranceEmotion] = []
         peak = 0.0
-        short_segments = 0
+        # with diarisation, VAD's dropped blips were counted in its pass
+        short_segments = stats.get("dropped_short", 0) if segments is not None and seg_name.startswith("vad+") else 0
 
         def keep(found: list[UtteranceEmotion]) -> None:
             for u in found:

@@ -45,6 +45,7 @@ def test_auto_speakers_reach_timeline_json_csv_and_prosody(model_dir, talk, tmp_
     assert {u.speaker for u in one.utterances} == {"spk1"}
     none = predictor.predict(path, progress=False)
     assert {u.speaker for u in none.utterances} == {None}
+    assert timeline.dropped_short == none.dropped_short  # the diarisation's VAD pass is counted too
 
 
 def test_live_session_assigns_speakers_online_like_offline(model_dir, talk):

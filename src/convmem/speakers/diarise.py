@@ -53,8 +53,10 @@ def windows(start: float, end: float, window: float = WINDOW_S) -> list[tuple[fl
 
 
 def speech_units(audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE, vad: VADConfig = VADConfig(),
-                 window: float | None = WINDOW_S) -> tuple[list[tuple[float, float]], list[_Unit], np.ndarray]:
-    """VAD utterances, their embedded units and the embeddings float32[units, 256] (one pass)."""
+                 window: float | None = WINDOW_S, stats: dict | None = None
+                 ) -> tuple[list[tuple[float, float]], list[_Unit], np.ndarray]:
+    """VAD utterances, their embedded units and the embeddings float32[units, 256] (one pass);
+    `stats`, when given, gets "dropped_short": speech bursts shorter than vad.min_utterance_s."""
     from convmem.audio.io import StreamResampler, iter_file_blocks
     from convmem.speakers.encoder import embed_utterance
 
@@ -86,24 +88,27 @@ def speech_units(audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE,
         take(segmenter.push(resampler.push(block)))
     if resampler is not None:
         take(segmenter.push(resampler.flush()) + segmenter.flush())
+    if stats is not None:
+        stats["dropped_short"] = segmenter.dropped_short
     matrix = np.stack(embeddings) if embeddings else np.zeros((0, 256), np.float32)
     return utterances, units, matrix
 
 
 def diarise(audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE, n_speakers: int | None = None,
-            vad: VADConfig = VADConfig(), resegment: bool = True) -> list[TimeSegment]:
+            vad: VADConfig = VADConfig(), resegment: bool = True, stats: dict | None = None) -> list[TimeSegment]:
     """Speaker-labelled utterances of a recording (module doc), in time order.
 
     Args:
         audio: a wav/flac/ogg path or float32[samples] at `sample_rate`.
         n_speakers: how many speakers (None: estimated, cluster.SAME_SPEAKER).
         resegment: split an utterance where its windows' speaker changes.
+        stats: filled with "dropped_short" (see speech_units).
     Returns: [TimeSegment(start, end, speaker="spkK", where="diarisation")]; [] when no speech.
     """
     from convmem.speakers.cluster import check_n_speakers, cluster_embeddings, speaker_name
 
     check_n_speakers(n_speakers)
-    utterances, units, emb = speech_units(audio, sample_rate, vad)
+    utterances, units, emb = speech_units(audio, sample_rate, vad, stats=stats)
     if not units:
         return []
     labels = cluster_embeddings(emb, n_speakers)
