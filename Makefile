@@ -17,6 +17,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	# the GE2E speaker encoder's weights only (convmem.speakers.encoder checks their sha256):
+	# --no-deps, since the package's own librosa/webrtcvad are never imported
+	$(PIP) install --quiet --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 setup: $(STAMP)

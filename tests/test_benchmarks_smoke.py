@@ -239,3 +239,33 @@ def test_recogniser_cer_reads_each_speaker(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, script, str(tmp_path / "km"), str(corpus / "manifest.jsonl"), "--out",
                           str(tmp_path / "x.json")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "has no recogniser" in bad.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_diarisation_bench_scores_der_jer_and_emotion_wa(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from tests.model_fixture import tiny_bundle
+    from tests.speakers.voices import two_voices
+
+    wave, gold = two_voices()
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "d1.wav", wave, 16000, subtype="FLOAT")
+    utts = [{"id": f"d1_{i}", "speaker": "AB"[v], "start": round(a, 4), "end": round(b, 4),
+             "emotion": "neu" if i % 2 else None} for i, (a, b, v) in enumerate(gold)]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"dialogue_id": "d1", "session": "s1", "audio": "audio/d1.wav",
+                                    "utterances": utts}) + "\n")
+    out = tmp_path / "diar.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "bench_diarisation.py"), "--manifest", str(manifest),
+                           "--model", str(tiny_bundle(tmp_path)), "--memory", "window", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())["results"][0]
+    assert res["dialogues"] == 1 and res["speakers_gold_vs_estimated"] == [[2, 2]]
+    for run in res["runs"].values():
+        assert {"der", "jer", "missed", "false_alarm", "confusion", "cpu_s_per_audio_min"} <= set(run)
+        assert run["confusion"] < 5  # two clearly different voices: labels all but right
+    assert set(res["emotion_wa"]) == {"gold turns, gold speakers", "gold turns, one speaker",
+                                      "VAD + auto diarisation", "VAD, one speaker"}
+    assert all(v["n"] == 3 for v in res["emotion_wa"].values())
+    assert "| DER % |" in proc.stdout

@@ -58,10 +58,14 @@ class UtteranceEmotion:
     speaker: str | None
     emotion: str
     probs: dict[str, float]
+    text: str | None = None  # the words (Whisper), with --transcribe
 
     def to_json(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
-                "emotion": self.emotion, "probs": {k: round(v, 5) for k, v in self.probs.items()}}
+        out = {"start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
+               "emotion": self.emotion, "probs": {k: round(v, 5) for k, v in self.probs.items()}}
+        if self.text is not None:
+            out["text"] = self.text
+        return out
 
 
 @dataclass
@@ -101,15 +105,16 @@ class Timeline:
         return Path(path)
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write `start,end,speaker,emotion,p_<label>...` rows, atomically."""
+        """Write `start,end,speaker,emotion,p_<label>...[,text]` rows, atomically."""
         from convmem.fileio import atomic_write_text
 
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["start", "end", "speaker", "emotion", *(f"p_{k}" for k in self.labels)])
+        texts = any(u.text is not None for u in self.utterances)
+        w.writerow(["start", "end", "speaker", "emotion", *(f"p_{k}" for k in self.labels), *(["text"] if texts else [])])
         for u in self.utterances:
             w.writerow([f"{u.start:.3f}", f"{u.end:.3f}", u.speaker or "", u.emotion,
-                        *(f"{u.probs[k]:.5f}" for k in self.labels)])
+                        *(f"{u.probs[k]:.5f}" for k in self.labels), *([u.text or ""] if texts else [])])
         atomic_write_text(path, buf.getvalue())
         return Path(path)
 
@@ -128,8 +133,14 @@ class Predictor:
     its call (the service serialises the same way); VAD, resampling and bookkeeping run outside it.
     """
 
-    def __init__(self, bundle, memory: str = "dpm", vad: VADConfig = VADConfig()):
+    def __init__(self, bundle, memory: str = "dpm", vad: VADConfig = VADConfig(), speakers="none",
+                 transcriber=None):
+        from convmem.speakers.options import parse_speakers
+
         self.bundle = bundle
+        # live sessions: "none" (one shared speaker), "auto" or N (online assignment, speakers/cluster.py)
+        self.speakers = parse_speakers(speakers)
+        self.transcriber = transcriber  # None, or wave16k -> words (speakers/transcribe.py)
         self.model_lock = threading.RLock()
         self.memory = memory
         self.vad = vad
@@ -141,11 +152,13 @@ class Predictor:
 
     @classmethod
     def load(cls, model_dir: str | Path, memory: str = "dpm", device: str = "cpu",
-             vad: VADConfig = VADConfig()) -> "Predictor":
-        """Load `model_dir` (a `convmem run` final model) for `memory` (dpm|mal|window|none|...)."""
+             vad: VADConfig = VADConfig(), speakers="none", transcriber=None) -> "Predictor":
+        """Load `model_dir` (a `convmem run` final model) for `memory` (dpm|mal|window|none|...);
+        `speakers`, `transcriber`: see __init__."""
         from convmem.bundle import load_bundle
 
-        return cls(load_bundle(model_dir, device=device), memory=memory, vad=vad)
+        return cls(load_bundle(model_dir, device=device), memory=memory, vad=vad, speakers=speakers,
+                   transcriber=transcriber)
 
     def open_session(self, key: str = "live") -> "LiveSession":
         """A fresh conversation memory; `key` seeds it (same key + same audio = same output)."""
@@ -153,8 +166,8 @@ class Predictor:
 
     def predict(self, audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE,
                 segments: Sequence[TimeSegment] | str | Path | None = None, progress: bool = True,
-                on_utterance: Callable[[UtteranceEmotion], None] | None = None, key: str | None = None
-                ) -> Timeline:
+                on_utterance: Callable[[UtteranceEmotion], None] | None = None, key: str | None = None,
+                speakers="none") -> Timeline:
         """Emotion timeline of a whole recording, streamed through the memory.
 
         Args:
@@ -163,6 +176,8 @@ class Predictor:
             progress: tqdm bar over audio seconds, with ETA.
             on_utterance: called with each result as soon as it is known.
             key: seeds the conversation's memory (default: the file name, or "array").
+            speakers: without `segments`: "none" (one speaker), "auto" (estimated) or an int: the
+                VAD utterances are diarised first (speakers/diarise.py) and carry their labels.
         """
         from tqdm import tqdm
 
@@ -177,12 +192,23 @@ class Predictor:
             wave = check_wave(audio, sample_rate, "audio array")
             duration, name, default_key = wave.size / int(sample_rate), None, "array"
         seg_name = "vad"
+        from convmem.speakers.options import parse_speakers
+
+        speakers = parse_speakers(speakers)
+        if segments is None and speakers != "none":
+            from convmem.speakers.diarise import diarise
+
+            stats: dict = {}
+            found = diarise(audio if path is None else path, sample_rate if path is None else SAMPLE_RATE,
+                            n_speakers=None if speakers == "auto" else speakers, vad=self.vad, stats=stats)
+            if found:  # no speech at all: the VAD path below says why
+                segments, seg_name = found, f"vad+diarisation({speakers})"
         if isinstance(segments, (str, Path)):
             from convmem.audio.segments import read_segments
 
             seg_name = str(segments)
             segments = read_segments(segments, audio_stem=path.stem if path is not None else None)
-        elif segments is not None:
+        elif segments is not None and seg_name == "vad":
             seg_name = "given"
         if segments is not None:
             from convmem.audio.segments import check_segments
@@ -192,7 +218,8 @@ class Predictor:
         session = self.open_session(key if key is not None else default_key)
         results: list[UtteranceEmotion] = []
         peak = 0.0
-        short_segments = 0
+        # with diarisation, VAD's dropped blips were counted in its pass
+        short_segments = stats.get("dropped_short", 0) if segments is not None and seg_name.startswith("vad+") else 0
 
         def keep(found: list[UtteranceEmotion]) -> None:
             for u in found:
@@ -234,8 +261,11 @@ class Predictor:
             bar.close()
             dropped = session.dropped_short + short_segments
             session.close()
-        info = {"vad": {**asdict(self.vad), "backend": resolve_backend(self.vad.backend)}} if segments is None else {}
-        shortest = MIN_UTTERANCE_SECONDS if segments is not None else self.vad.min_utterance_s
+        vad_used = segments is None or seg_name.startswith("vad+")
+        info = {"vad": {**asdict(self.vad), "backend": resolve_backend(self.vad.backend)}} if vad_used else {}
+        if segments is not None:
+            info["speakers"] = sorted({s.speaker for s in segments if s.speaker is not None})
+        shortest = self.vad.min_utterance_s if vad_used else MIN_UTTERANCE_SECONDS
         warnings = _empty_timeline_warnings(name or "audio array", duration, peak, len(results), dropped, shortest)
         return Timeline(results, self.labels, duration, self.memory, str(self.bundle.path), name, seg_name,
                         dropped, info, warnings)
@@ -256,9 +286,11 @@ class Predictor:
             logits, _ = conv.push(utterance)
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
-    def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None) -> UtteranceEmotion:
+    def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None,
+                wave16k: np.ndarray | None = None) -> UtteranceEmotion:
+        text = self.transcriber(wave16k) if self.transcriber is not None and wave16k is not None else None
         return UtteranceEmotion(float(start), float(end), speaker, self.labels[int(probs.argmax())],
-                                {k: float(p) for k, p in zip(self.labels, probs)})
+                                {k: float(p) for k, p in zip(self.labels, probs)}, text)
 
 
 class LiveSession:
@@ -281,6 +313,11 @@ class LiveSession:
 
         # each speaker's running prosody, for models that read speaker-relative marks
         self._prosody = SpeakerProsodyReference()
+        self._online = None  # online speaker assignment of VAD utterances (Predictor.speakers)
+        if predictor.speakers != "none":
+            from convmem.speakers.cluster import OnlineSpeakers
+
+            self._online = OnlineSpeakers(None if predictor.speakers == "auto" else predictor.speakers)
         self.closed = False
 
     @property
@@ -323,8 +360,12 @@ class LiveSession:
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
             raise AudioError(f"utterance: times must be finite with 0 <= start < end, got {start}, {end}")
         self._clock = end
+        if speaker is None and self._online is not None:  # a client that does not know who speaks
+            from convmem.speakers.encoder import embed_utterance
+
+            speaker = self._online.assign(embed_utterance(wave))
         probs = self.predictor._classify(self._conv, wave, self._prosody, speaker)
-        return self.predictor._result(probs, start, end, speaker)
+        return self.predictor._result(probs, start, end, speaker, wave)
 
     def flush(self) -> list[UtteranceEmotion]:
         """End of the audio stream: classify an utterance still open. The memory is kept, so
@@ -341,14 +382,19 @@ class LiveSession:
         if not self.closed:
             with self.predictor.model_lock:
                 self._conv.close()
-        self._seg = self._resampler = self._prosody = None
+        self._seg = self._resampler = self._prosody = self._online = None
         self.closed = True
 
     def _classify_all(self, segments) -> list[UtteranceEmotion]:
         out = []
         for s in segments:
-            probs = self.predictor._classify(self._conv, s.wave, self._prosody)
-            out.append(self.predictor._result(probs, s.start, s.end, None))
+            speaker = None
+            if self._online is not None:
+                from convmem.speakers.encoder import embed_utterance
+
+                speaker = self._online.assign(embed_utterance(s.wave))
+            probs = self.predictor._classify(self._conv, s.wave, self._prosody, speaker)
+            out.append(self.predictor._result(probs, s.start, s.end, speaker, s.wave))
         return out
 
     def _check_open(self) -> None:

@@ -1,7 +1,8 @@
 """PNG picture of an emotion timeline (matplotlib, Agg backend: no display needed).
 
 Top strip: each utterance as a bar over its time span, coloured by its predicted emotion, opacity
-the model's probability for it (a pale bar is an unsure prediction). Bottom strip: the full
+the model's probability for it (a pale bar is an unsure prediction), one lane per speaker when the
+timeline knows speakers (diarisation or a segments file), in order of first appearance. Bottom strip: the full
 probability distribution per utterance, stacked. Gaps are silence (or dropped blips).
 """
 
@@ -36,15 +37,25 @@ def plot_timeline(timeline, path: str | Path, title: str | None = None) -> Path:
     scale = 60.0 if minutes else 1.0
     unit = "min" if minutes else "s"
     utts = timeline.utterances
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 3.6), sharex=True,
-                                      gridspec_kw={"height_ratios": [1, 1.4]})
+    n_lanes = max(1, len({u.speaker for u in timeline.utterances if u.speaker is not None}))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 3.2 + 0.4 * min(n_lanes, 8)), sharex=True,
+                                      gridspec_kw={"height_ratios": [min(1 + 0.4 * (n_lanes - 1), 4), 1.4]})
     try:
         starts = [u.start / scale for u in utts]
         widths = [max((u.end - u.start) / scale, 1e-6) for u in utts]
-        top.bar(starts, [1.0] * len(utts), width=widths, align="edge", linewidth=0,
-                color=[_rgba(colours[u.emotion], u.probs[u.emotion]) for u in utts])
-        top.set_yticks([])
-        top.set_ylabel("emotion")
+        lanes = list(dict.fromkeys(u.speaker for u in utts if u.speaker is not None))
+        lane = {name: i for i, name in enumerate(lanes)}
+        # lane 0 at the top; an utterance without a speaker (mixed timelines) gets its own last lane
+        rows = [len(lanes) - 1 - lane[u.speaker] if u.speaker in lane else -1 for u in utts]
+        top.bar(starts, [0.8] * len(utts), width=widths, bottom=[r + 0.1 for r in rows], align="edge",
+                linewidth=0, color=[_rgba(colours[u.emotion], u.probs[u.emotion]) for u in utts])
+        if lanes:
+            top.set_yticks([len(lanes) - 1 - i + 0.5 for i in range(len(lanes))], lanes, fontsize=8)
+            top.set_ylim(min(rows, default=0), len(lanes))
+            top.set_ylabel("speaker")
+        else:
+            top.set_yticks([])
+            top.set_ylabel("emotion")
         bottom_of = [0.0] * len(utts)
         for k in labels:
             heights = [u.probs[k] for u in utts]

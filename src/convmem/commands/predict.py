@@ -21,6 +21,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--file-id", metavar="ID",
                    help="with an RTTM --segments file describing several recordings: the one to read "
                         "(default: the only one, else the one named like the audio file)")
+    p.add_argument("--speakers", default=None, metavar="auto|N|none",
+                   help="who spoke when, without --segments: auto (estimate the number of speakers; the default), "
+                        "N (that many), none (one speaker). GE2E voice embeddings of the VAD utterances, clustered")
+    p.add_argument("--transcribe", action="store_true",
+                   help="add each utterance's words (packaged Whisper base, CTranslate2) to the timeline's text")
+    p.add_argument("--language", default=None, metavar="CODE",
+                   help="with --transcribe: the spoken language (en, de, pl, tr, ...; default: detected per utterance)")
     p.add_argument("--memory", default="dpm", metavar="METHOD",
                    help="dpm | mal | window | none (or any method the model offers; default dpm)")
     p.add_argument("--out", metavar="FILE", help="timeline .json or .csv (default: <audio name>.timeline.json here)")
@@ -61,13 +68,25 @@ def run(args) -> int:
     from convmem.predict import Predictor
 
     audio_info(audio)  # a bad recording fails before the model is loaded
+    from convmem.speakers.options import parse_speakers
+
+    if args.segments and args.speakers not in (None, "none"):
+        raise ConfigError("--speakers: the segments file already says who speaks; give one or the other")
+    speakers = parse_speakers(args.speakers if args.speakers is not None else "none" if args.segments else "auto")
+    if args.language and not args.transcribe:
+        raise ConfigError("--language is for --transcribe")
+    transcriber = None
+    if args.transcribe:
+        from convmem.speakers.transcribe import Transcriber
+
+        transcriber = Transcriber(language=args.language)  # a missing package fails before the model loads
     segments = None
     if args.segments:
         from convmem.audio.segments import read_segments
 
         segments = read_segments(args.segments, file_id=args.file_id, audio_stem=audio.stem)
-    predictor = Predictor.load(args.model, memory=args.memory, device=args.device, vad=vad)
-    timeline = predictor.predict(audio, segments=segments, progress=not args.quiet)
+    predictor = Predictor.load(args.model, memory=args.memory, device=args.device, vad=vad, transcriber=transcriber)
+    timeline = predictor.predict(audio, segments=segments, progress=not args.quiet, speakers=speakers)
     if args.segments:
         timeline.segmentation = args.segments
     (timeline.to_csv if out.suffix.lower() == ".csv" else timeline.to_json)(out)
@@ -93,5 +112,9 @@ def summary(timeline) -> str:
              f"({speech / 60:.1f} min of speech), memory={timeline.memory}, segmentation={timeline.segmentation}"]
     if timeline.dropped_short:
         lines.append(f"  {timeline.dropped_short} speech burst(s) shorter than the minimum utterance were skipped")
+    speakers = sorted({u.speaker for u in timeline.utterances if u.speaker is not None})
+    if speakers:
+        lines.append(f"  {len(speakers)} speaker(s): " + ", ".join(
+            f"{s} {sum(u.end - u.start for u in timeline.utterances if u.speaker == s) / 60:.1f} min" for s in speakers))
     lines.append("  " + "  ".join(f"{k}: {v} ({100 * v / n:.0f}%)" if n else f"{k}: 0" for k, v in counts.items()))
     return "\n".join(lines)

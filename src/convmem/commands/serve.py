@@ -19,6 +19,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--memory", default="dpm", help="test-time memory per session: dpm, mal, window, none, ... "
                                                    "(default dpm)")
+    p.add_argument("--speakers", default="auto", metavar="auto|N|none",
+                   help="stream mode: label each VAD utterance with a speaker, assigned online to a known or new "
+                        "voice (auto; the default), to at most N voices, or none")
     p.add_argument("--max-sessions", type=int, default=8, help="concurrent sessions (default 8)")
     p.add_argument("--max-message-mb", type=float, default=4.0, help="largest WebSocket frame in MiB (default 4)")
     p.add_argument("--max-session-minutes", type=float, default=60.0,
@@ -48,6 +51,9 @@ def run(args) -> int:
     from convmem.serve.app import create_app
     from convmem.serve.sessions import ServeConfig
 
+    from convmem.speakers.options import parse_speakers
+
+    parse_speakers(args.speakers)  # a bad value fails before the model loads
     token = os.environ.get(TOKEN_ENV) or None
     if args.token_file:
         try:
@@ -70,7 +76,7 @@ def run(args) -> int:
     from convmem.predict import Predictor
 
     # loaded here, not at app startup, so a bad model directory is a clean CLI error
-    predictor = Predictor.load(Path(args.model), memory=config.memory)
+    predictor = Predictor.load(Path(args.model), memory=config.memory, speakers=args.speakers)
     app = create_app(lambda: predictor, config)
     print(f"convmem serve: http://{args.host}:{args.port}/  (WebSocket /ws, memory {args.memory}, "
           f"{'token required' if token else 'no token'})", flush=True)

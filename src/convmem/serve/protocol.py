@@ -20,7 +20,8 @@ Client -> server
 Server -> client
   `{"type": "ready", "session": id, "labels": [...], "memory": "dpm", "limits": {...}}`
   `{"type": "utterance", "index": i, "start": s, "end": s, "speaker": str|null, "emotion": label,
-    "probs": {label: p}}` as soon as an utterance ends (times are seconds of the session's audio)
+    "probs": {label: p}}` as soon as an utterance ends (times are seconds of the session's audio);
+    "speaker" is the client's, else "spk1", "spk2"... assigned online (`serve --speakers`), else null
   `{"type": "end", "utterances": n, "audio_seconds": s}` after the client's `end`
   `{"type": "error", "code": code, "message": text}` then the server closes the connection with
     the close code of ERROR_CLOSE_CODES[code]. Every error ends the session: a client that breaks

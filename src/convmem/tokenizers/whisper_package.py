@@ -21,8 +21,6 @@ no conversion step or converted copy on disk is needed.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import importlib.util
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from convmem.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class PackagedFile:
-    """One file inside an installed distribution: `(distribution, version, module, relative path)`."""
-
-    distribution: str
-    version: str
-    module: str
-    relative: str
+from convmem.packaged import PackagedFile, locate
 
 
 @dataclass(frozen=True)
@@ -98,23 +87,7 @@ def whisper_package(name: str) -> WhisperPackage:
 
 def _locate(package: WhisperPackage, part: PackagedFile) -> Path:
     """Path of `part` inside its installed distribution, checked to be the pinned version."""
-    try:
-        version = importlib.metadata.version(part.distribution)
-    except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(f"Whisper {package.name}: package {part.distribution} is not installed; "
-                          f"run: {package.pip_line}") from None
-    if version != part.version:
-        raise ConfigError(f"Whisper {package.name}: package {part.distribution} is version {version}, "
-                          f"expected {part.version}; run: {package.pip_line}")
-    spec = importlib.util.find_spec(part.module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"Whisper {package.name}: package {part.distribution} has no module {part.module}; "
-                          f"reinstall it: {package.pip_line}")
-    path = Path(next(iter(spec.submodule_search_locations))) / part.relative
-    if not path.is_file():
-        raise ConfigError(f"Whisper {package.name}: {part.relative} is missing from package {part.distribution}; "
-                          f"reinstall it: {package.pip_line}")
-    return path
+    return locate(part, f"Whisper {package.name}", package.pip_line)
 
 
 def model_bytes(package: WhisperPackage) -> bytes:

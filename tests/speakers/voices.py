@@ -1,0 +1,36 @@
+"""Tiny generated conversations for the speaker tests: two clearly different eSpeak voices."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+SENTENCES = (
+    "The weather was lovely this morning by the lake.",
+    "I really cannot believe what you told me yesterday.",
+    "We should meet again next week to finish the plan.",
+    "Please bring the documents when you come over.",
+    "My brother bought a small red boat last summer.",
+    "Nobody answered the phone at the office today.",
+)
+
+
+@lru_cache(maxsize=4)
+def two_voices(turns: int = 6, pause_s: float = 0.6) -> tuple[np.ndarray, tuple[tuple[float, float, int], ...]]:
+    """Turns alternating between a low male and a high female eSpeak voice, each a different
+    sentence, joined by pauses: (float32[samples] at 16 kHz, ((start, end, voice index), ...))."""
+    from convmem.audio.io import resample
+    from convmem.corpus.espeak import VoiceSettings, native_sample_rate, synthesize
+
+    voices = (VoiceSettings(voice="en-us+m3", pitch=35), VoiceSettings(voice="en-us+f2", pitch=75))
+    parts, gold, t = [], [], 0
+    for i in range(turns):
+        gap = np.zeros(int(pause_s * 16000), np.float32)
+        speech = resample(synthesize(SENTENCES[i % len(SENTENCES)], voices[i % 2]), native_sample_rate(), 16000)
+        parts += [gap, speech]
+        t += gap.size
+        gold.append((t / 16000, (t + speech.size) / 16000, i % 2))
+        t += speech.size
+    parts.append(np.zeros(int(pause_s * 16000), np.float32))
+    return np.concatenate(parts), tuple(gold)
