@@ -17,7 +17,6 @@ the small per-utterance results accumulate. No gold label is read anywhere here.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -135,9 +134,9 @@ class Predictor:
         self.vad = vad
         self.labels = tuple(bundle.labels)
         self.engine = bundle.engine(memory)  # ConfigError for a method this model does not offer
-        from convmem.bundle import NO_GRAD_METHODS
+        from convmem.memory import registry
 
-        self._no_grad = memory in NO_GRAD_METHODS
+        self._grad_mode = registry.get(memory).grad_mode
 
     @classmethod
     def load(cls, model_dir: str | Path, memory: str = "dpm", device: str = "cpu",
@@ -252,7 +251,7 @@ class Predictor:
         import torch
 
         utterance = self.bundle.utterance_input(wave16k, reference, speaker)
-        with self.model_lock, torch.no_grad() if self._no_grad else contextlib.nullcontext():
+        with self.model_lock, self._grad_mode():
             logits, _ = conv.push(utterance)
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
