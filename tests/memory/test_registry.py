@@ -6,7 +6,6 @@ file — is offered by model directories and runs through `convmem run`, `convme
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -15,37 +14,17 @@ import torch
 from convmem.errors import ConfigError
 from convmem.memory import registry
 from convmem.memory.base import WindowBatch
+from convmem.memory.context import ContextMemory, read_emotion_logits
 
 NAME = "half_none"
 
 
-@dataclass
-class HalfNone:
+class HalfNone(ContextMemory):
     """A throw-away memory: the current utterance alone (as `none`), its emotion logits halved, so
-    its probabilities differ from `none`'s. Records the grad mode of every read (READS)."""
-
-    model: torch.nn.Module
-    emotion_ids: tuple[int, ...]
-    n_limit: int
-    name: str = NAME
-    history_tokens: int | None = 0
-
-    @property
-    def max_window(self) -> int:
-        return self.n_limit
-
-    def init(self, batch_size: int) -> None:
-        return None
-
-    def reset(self, state, rows, keys=None):
-        return state
-
-    def write(self, state, batch: WindowBatch):
-        return state, torch.full((batch.batch_size,), float("nan"))
+    its probabilities differ from `none`'s. Unlike ContextMemory's, its read sets no grad mode of
+    its own: READS records the one its caller ran it in."""
 
     def read(self, state, batch: WindowBatch) -> torch.Tensor:
-        from convmem.memory.context import read_emotion_logits
-
         READS.append(torch.is_grad_enabled())
         return 0.5 * read_emotion_logits(self.model, batch, self.emotion_ids)
 
@@ -57,7 +36,8 @@ READS: list[bool] = []  # torch.is_grad_enabled() at each read, whichever caller
 def half_none():
     """The one place the throw-away memory is added (and removed again after these tests)."""
     spec = registry.register(registry.MemorySpec(
-        NAME, lambda bundle, options: HalfNone(bundle.slm, tuple(bundle.vocab.emotion_ids), bundle.n_limit),
+        NAME, lambda bundle, options: HalfNone(bundle.slm, tuple(bundle.vocab.emotion_ids), bundle.n_limit,
+                                              name=NAME, history_tokens=0),
         needs=("slm",), writes_by_backprop=False, label="Half-confident one-shot"))
     yield spec
     registry.unregister(NAME)
