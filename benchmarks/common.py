@@ -217,7 +217,6 @@ def stream_live(bundle, method: str, turns: Sequence[Turn], checkpoints_min: Seq
     write and read seconds. At each checkpoint (minutes of stream) it records per-utterance time
     statistics over turns >= `warmup` and over the last 5 minutes, the process's peak RSS so far
     (= the peak of a run that stopped there), and the real-time factor. Returns a JSON-able dict."""
-    import torch
     from tqdm import tqdm
 
     engine, mem = engine_for(bundle, method)
@@ -226,8 +225,9 @@ def stream_live(bundle, method: str, turns: Sequence[Turn], checkpoints_min: Seq
     base_rss = current_rss_mb()
     marks = sorted(checkpoints_min)
     rows, per = [], {"tokenize": [], "write": [], "read": [], "utterance": [], "tokens": [], "end": []}
-    grad = torch.enable_grad() if method.startswith("dpm") else torch.no_grad()
-    with grad:
+    from convmem.memory import registry
+
+    with registry.grad_mode(method):
         for i, turn in enumerate(tqdm(turns, desc=f"{method} stream", unit="utt", disable=not progress)):
             t0 = time.perf_counter()
             ids = vocab.audio_ids(tok.encode(read_turn(turn)))

@@ -45,7 +45,7 @@ def _scale(d: str, v: float) -> float:
 
 def run_manifest(run: Path) -> Path:
     """RUN -> its corpus's manifest: the one in its config.json, or the corpus it generated."""
-    from convmem.eval.run_folder import CONFIG_FILE
+    from convmem.study.run_folder import CONFIG_FILE
 
     if not (run / CONFIG_FILE).is_file():
         raise ManifestError(f"{run}: no {CONFIG_FILE} (not a `convmem run` folder)")

@@ -34,7 +34,7 @@ def test_unknown_fields_in_the_corpus_name_are_a_config_error(name):
 
 
 def test_a_run_folder_with_results_resumes_after_a_descriptive_change_only(tmp_path):
-    from convmem.eval.run_folder import claim_run_folder
+    from convmem.study.run_folder import claim_run_folder
 
     claim_run_folder(tmp_path, load_config(RunConfig, DEMO))
     (tmp_path / "folds" / "S01" / "model").mkdir(parents=True)
@@ -59,7 +59,7 @@ def test_a_failed_run_does_not_lock_its_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "different config" not in err and "empty.jsonl: no dialogues" in err
     # a generated corpus is reused by a rerun: a corpus change is refused once it exists
-    from convmem.eval.run_folder import claim_run_folder
+    from convmem.study.run_folder import claim_run_folder
 
     claim_run_folder(out, load_config(RunConfig, DEMO))
     (out / "corpus").mkdir()
@@ -121,13 +121,14 @@ def test_every_numeric_field_of_a_run_config_has_a_range():
 def test_train_command_applies_threads(monkeypatch, tmp_path):
     import torch
 
-    import convmem.eval.runner as runner
+    import convmem.study.folds as folds
+    import convmem.study.training as training
     from convmem.cli import main
 
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
-    monkeypatch.setattr(runner, "corpus_dialogues", lambda *a, **k: [])
-    monkeypatch.setattr(runner, "train_fold_models", lambda *a, **k: tmp_path)
+    monkeypatch.setattr(folds, "corpus_dialogues", lambda *a, **k: [])
+    monkeypatch.setattr(training, "train_fold_models", lambda *a, **k: tmp_path)
     assert main(["train", str(DEMO), "threads=3", "--out", str(tmp_path / "model")]) == 0
     assert seen == [3]
 
@@ -135,7 +136,7 @@ def test_train_command_applies_threads(monkeypatch, tmp_path):
 def test_a_mix_of_manifests_is_read_as_one_corpus(tmp_path):
     from convmem.corpus.manifest import write_manifest
     from convmem.corpus.types import Dialogue, Utterance
-    from convmem.eval.runner import corpus_dialogues
+    from convmem.study.folds import corpus_dialogues
     from tests.conftest import make_tone
 
     import soundfile as sf

@@ -10,8 +10,8 @@ experiment runner load, holding everything inference needs and nothing it must n
       mal/             the MAL adapter: adapter.safetensors + mal.json (optional)
       MODEL_CARD.md    training data, folds, scores, intended use, privacy
 
-`Bundle.memory(method)` builds the test-time memory a method names, so every caller gets the same
-method from the same name.
+`Bundle.memory(method)` builds the test-time memory a method names (memory/registry.py), so every
+caller gets the same method from the same name.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from convmem.errors import ConfigError, ConvmemError
 from convmem.fileio import atomic_write_json
 
 FORMAT = "convmem-model"
-# Methods whose memory only reads; every other one (DPM and its variants, MAL) writes by backprop.
-NO_GRAD_METHODS = ("none", "window", "window_full", "classifier")
 BUNDLE_FILE = "bundle.json"
+# What the errors of a memory whose part is missing call that part.
+_PART_NAMES = {"classifier": "classifier baseline", "mal": "MAL adapter (train one with `convmem run`)"}
 
 
 @dataclass
@@ -51,40 +51,23 @@ class Bundle:
 
     @property
     def methods(self) -> list[str]:
-        return _methods(self.classifier is not None, self.mal_adapter is not None)
+        """The memories this model offers (memory registry order)."""
+        from convmem.memory import registry
+
+        return registry.offered(lambda part: getattr(self, registry.PARTS[part]) is not None)
 
     def memory(self, method: str, dpm_overrides: dict | None = None, window_full_limit: int | None = None):
-        """The Memory (memory/base.py) for `method`; `dpm*` methods take DPMConfig overrides."""
-        from convmem.memory.context import ContextMemory
+        """The Memory (memory/base.py) for `method`, built as the memory registry says;
+        `dpm_overrides`: DPMConfig fields over the model's own (a study's DPM variant)."""
+        from convmem.memory import registry
 
-        emo = self.vocab.emotion_ids
-        if method == "none":
-            return ContextMemory.none(self.slm, emo, self.n_limit)
-        if method == "window":
-            return ContextMemory.window(self.slm, emo, self.n_limit)
-        if method == "window_full":
-            limit = window_full_limit or int(getattr(self.slm.config, "max_position_embeddings", self.n_limit))
-            return ContextMemory.window(self.slm, emo, limit)
-        if method == "classifier":
-            if self.classifier is None:
-                raise ConvmemError(f"{self.path}: this model has no classifier baseline")
-            from convmem.memory.classifier_memory import ClassifierMemory
-
-            return ClassifierMemory(self.classifier, emo, self.n_limit)
-        if method.startswith("dpm"):
-            from convmem.config import from_dict, to_dict
-            from convmem.memory.temp_lora import DPMConfig, DPMMemory
-
-            base = to_dict(self.dpm_config) if self.dpm_config is not None else {}
-            cfg = from_dict(DPMConfig, {**base, **(dpm_overrides or {})}, "dpm")
-            return DPMMemory(self.slm, emo, self.n_limit, cfg)
-        if method == "mal":
-            if self.mal_adapter is None:
-                raise ConvmemError(f"{self.path}: this model has no MAL adapter (train one with the runner)")
-            from convmem.memory.mal import MALMemory
-
-            return MALMemory(self.slm, self.mal_adapter, self.mal_config)
-        raise ConfigError(f"unknown method {method!r} (this model offers: {', '.join(self.methods)})")
+        if method not in self.methods:
+            if method in registry.names():
+                part = next(p for p in registry.get(method).needs if getattr(self, registry.PARTS[p]) is None)
+                raise ConvmemError(f"{self.path}: this model has no {_PART_NAMES.get(part, part)}, which "
+                                   f"memory {method!r} needs")
+            raise ConfigError(f"unknown method {method!r} (this model offers: {', '.join(self.methods)})")
+        return registry.get(method).build(self, registry.MemoryOptions(dpm_overrides, window_full_limit))
 
     def utterance_input(self, wave16k, reference=None, speaker=None):
         """What this model reads before one utterance's `<audio_end>` (an `UtteranceInput`): the
@@ -158,10 +141,6 @@ def save_parts(path: Path, *, labels, n_limit: int, config: dict, tokenizer=None
     return path
 
 
-def _methods(classifier: bool, mal: bool) -> list[str]:
-    return ["none", "window", "window_full", *(["classifier"] if classifier else []), "dpm", *(["mal"] if mal else [])]
-
-
 def read_model_info(path: str | Path) -> dict:
     """bundle.json of the model directory `path`, checked to be one (with tokenizer/ and slm/), without
     loading any weights."""
@@ -177,8 +156,10 @@ def read_model_info(path: str | Path) -> dict:
 
 def model_methods(path: str | Path) -> list[str]:
     """The methods `Bundle.methods` of the model directory `path` will offer, without loading it."""
+    from convmem.memory import registry
+
     path = Path(path)
-    return _methods((path / "classifier").is_dir(), (path / "mal").is_dir())
+    return registry.offered(lambda part: (path / part).is_dir())
 
 
 def model_fingerprint(path: str | Path) -> str:

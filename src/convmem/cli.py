@@ -14,8 +14,7 @@ import sys
 from convmem import __version__
 from convmem.errors import ConvmemError
 
-# Order here is the order in `convmem --help`. A name whose module is not there yet is
-# skipped, so commands land one at a time.
+# Order here is the order in `convmem --help`.
 COMMANDS = ("demo", "synth", "corpus", "tokenize", "train", "eval", "eval-model", "run", "predict", "serve")
 
 
@@ -27,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"convmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module_name = f"convmem.commands.{name.replace('-', '_')}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
+        module = importlib.import_module(f"convmem.commands.{name.replace('-', '_')}")
         sp = module.add_parser(sub)
         sp.set_defaults(_run=module.run)
     return parser

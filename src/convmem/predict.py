@@ -17,7 +17,6 @@ the small per-utterance results accumulate. No gold label is read anywhere here.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -146,9 +145,9 @@ class Predictor:
         self.vad = vad
         self.labels = tuple(bundle.labels)
         self.engine = bundle.engine(memory)  # ConfigError for a method this model does not offer
-        from convmem.bundle import NO_GRAD_METHODS
+        from convmem.memory import registry
 
-        self._no_grad = memory in NO_GRAD_METHODS
+        self._grad_mode = registry.get(memory).grad_mode
 
     @classmethod
     def load(cls, model_dir: str | Path, memory: str = "dpm", device: str = "cpu",
@@ -215,7 +214,8 @@ class Predictor:
 
             segments = sorted(segments, key=lambda s: (s.start, s.end))
             check_segments(segments, duration, name or "audio array")
-        session = self.open_session(key if key is not None else default_key)
+        # a recording's blocks and segments are this method's own: no live-client size limits
+        session = LiveSession(self, key if key is not None else default_key, limits=False)
         results: list[UtteranceEmotion] = []
         peak = 0.0
         # with diarisation, VAD's dropped blips were counted in its pass
@@ -245,7 +245,7 @@ class Predictor:
                         continue
                     try:
                         keep([session.push_utterance(piece, rate, start=seg.start, end=seg.end,
-                                                     speaker=seg.speaker, _trusted=True)])
+                                                     speaker=seg.speaker)])
                     except AudioError as exc:
                         raise AudioError(f"{seg.where or f'segment {seg.start}-{seg.end} s'}: {exc}") from None
                     bar.update(max(0.0, min(seg.end, duration) - bar.n))
@@ -253,7 +253,7 @@ class Predictor:
                 blocks = iter_file_blocks(path, BLOCK_SECONDS) if path is not None else _array_blocks(wave, int(sample_rate))
                 for block, rate, seconds in blocks:
                     peak = max(peak, float(np.abs(block).max(initial=0.0)))
-                    keep(session.push_audio(block, rate, _trusted=True))
+                    keep(session.push_audio(block, rate))
                     bar.update(seconds)
                 keep(session.flush())
             bar.update(duration - bar.n)  # float sums of block lengths stop a hair short
@@ -282,7 +282,7 @@ class Predictor:
         import torch
 
         utterance = self.bundle.utterance_input(wave16k, reference, speaker)
-        with self.model_lock, torch.no_grad() if self._no_grad else contextlib.nullcontext():
+        with self.model_lock, self._grad_mode():
             logits, _ = conv.push(utterance)
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
@@ -298,11 +298,16 @@ class LiveSession:
 
     Times are seconds since the session's first sample (push_audio) or as given (push_utterance).
     Not thread-safe: a service must serialise calls on one session.
+
+    limits: refuse a chunk over MAX_CHUNK_SECONDS and an utterance over MAX_UTTERANCE_SECONDS (what
+    a live client may send at once); `Predictor.predict` reads a recording without them.
     """
 
-    def __init__(self, predictor: Predictor, key: str):
+    def __init__(self, predictor: Predictor, key: str, limits: bool = True):
         self.predictor = predictor
         self.key = key
+        self._max_chunk_s = MAX_CHUNK_SECONDS if limits else None
+        self._max_utterance_s = MAX_UTTERANCE_SECONDS if limits else None
         with predictor.model_lock:
             self._conv = predictor.engine.open(key)
         self._seg: StreamingSegmenter | None = None
@@ -328,13 +333,11 @@ class LiveSession:
     def dropped_short(self) -> int:
         return self._seg.dropped_short if self._seg is not None else 0
 
-    def push_audio(self, chunk: np.ndarray, sample_rate: int = SAMPLE_RATE, *, _trusted: bool = False
-                   ) -> list[UtteranceEmotion]:
+    def push_audio(self, chunk: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[UtteranceEmotion]:
         """Feed float32[n] mono audio (any sane rate, resampled to 16 kHz as a stream); returns
         the utterances that ended (VAD) in what was pushed so far. One stream keeps one rate."""
         self._check_open()
-        limit = None if _trusted else MAX_CHUNK_SECONDS
-        chunk = check_wave(chunk, sample_rate, "audio chunk", max_seconds=limit)
+        chunk = check_wave(chunk, sample_rate, "audio chunk", max_seconds=self._max_chunk_s)
         if self._rate is None:
             self._rate = int(sample_rate)
             self._resampler = StreamResampler(self._rate)
@@ -344,13 +347,12 @@ class LiveSession:
         return self._classify_all(self._seg.push(self._resampler.push(chunk)))
 
     def push_utterance(self, wave: np.ndarray, sample_rate: int = SAMPLE_RATE, start: float | None = None,
-                       end: float | None = None, speaker: str | None = None, *, _trusted: bool = False
-                       ) -> UtteranceEmotion:
+                       end: float | None = None, speaker: str | None = None) -> UtteranceEmotion:
         """Classify one pre-segmented utterance float32[n]; times default to back-to-back."""
         from convmem.audio.io import resample
 
         self._check_open()
-        wave = check_wave(wave, sample_rate, "utterance", max_seconds=None if _trusted else MAX_UTTERANCE_SECONDS)
+        wave = check_wave(wave, sample_rate, "utterance", max_seconds=self._max_utterance_s)
         if wave.size < MIN_UTTERANCE_SECONDS * int(sample_rate):
             raise AudioError(f"utterance of {wave.size} samples ({wave.size / int(sample_rate):.3f} s) is shorter "
                              f"than the shortest one classified ({MIN_UTTERANCE_SECONDS:g} s)")

@@ -33,10 +33,6 @@ def _name_fields(name: str) -> set[str]:
         return {f"({e})"}
 
 
-# Methods the runner knows. "dpm:<variant>" methods take DPM overrides from eval.dpm_variants.
-BASE_METHODS = ("none", "window", "window_full", "classifier", "dpm", "mal")
-
-
 @dataclass
 class CorpusSection:
     """Where conversations come from.
@@ -111,7 +107,8 @@ class TokenizerSection:
 
 @dataclass
 class EvalSection:
-    """methods: any of BASE_METHODS plus names defined in dpm_variants (e.g. "dpm_stride"), and
+    """methods: any registered memory (memory/registry.py) plus names defined in dpm_variants (e.g.
+    "dpm_stride": DPM with those DPMConfig overrides), and
     "majority" (the training sessions' most frequent class: the floor every method is tested against).
     batch_size: conversations per batch in the engine. emotion_tokens: the model's own predictions
     ("predicted", default) or "none" — gold tokens are never an option here."""
@@ -158,9 +155,12 @@ class RunConfig:
             raise ConfigError("eval.emotion_tokens: must be 'none' when train.emotion_tokens is 'none' "
                               "(the model never saw emotion tokens in its history)")
         if self.final_methods is not None:
-            bad = [m for m in self.final_methods if m not in BASE_METHODS]
+            from convmem.memory import registry
+
+            known = registry.names()
+            bad = [m for m in self.final_methods if m not in known]
             if bad:
-                raise ConfigError(f"final_methods: unknown method {bad[0]!r} (known: {', '.join(BASE_METHODS)})")
+                raise ConfigError(f"final_methods: unknown method {bad[0]!r} (known: {', '.join(known)})")
         if self.slm.reads_frames:
             from convmem.tokenizers.base import require_frames
 

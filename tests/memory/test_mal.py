@@ -231,23 +231,31 @@ def test_200_utterance_stream_stays_finite_with_inner_clip(model, max_grad_norm)
 
 
 def test_config_from_dict_rejects_unknown_keys() -> None:
-    ok = MALConfig.from_dict({"emotion_ids": [1, 2], "audio_id_range": [3, 9], "chunk_size": 4,
-                              "memory": {"dim": 8, "depth": 3}})
+    # read as every config section is: convmem.config.from_dict (keys, types, ranges), then the
+    # dataclass's own invariants (MALConfig.__post_init__)
+    from convmem.config import from_dict
+
+    def read(data):
+        return from_dict(MALConfig, data, "mal")
+
+    ok = read({"emotion_ids": [1, 2], "audio_id_range": [3, 9], "chunk_size": 4, "memory": {"dim": 8, "depth": 3}})
     assert ok.emotion_ids == (1, 2) and ok.memory.depth == 3 and ok.chunk_size == 4
-    with pytest.raises(ConfigError, match="unknown key.*in mal: lyer"):
-        MALConfig.from_dict({"emotion_ids": [1], "audio_id_range": [3, 9], "lyer": 2})
-    with pytest.raises(ConfigError, match="in mal.memory: width"):
-        MALConfig.from_dict({"emotion_ids": [1], "audio_id_range": [3, 9], "memory": {"width": 2}})
-    with pytest.raises(ConfigError, match="emotion_ids is required"):
-        MALConfig.from_dict({"audio_id_range": [3, 9]})
+    with pytest.raises(ConfigError, match="mal.lyer: unknown key"):
+        read({"emotion_ids": [1], "audio_id_range": [3, 9], "lyer": 2})
+    with pytest.raises(ConfigError, match="mal.memory.width: unknown key"):
+        read({"emotion_ids": [1], "audio_id_range": [3, 9], "memory": {"width": 2}})
+    with pytest.raises(ConfigError, match="emotion_ids"):
+        read({"audio_id_range": [3, 9]})
     with pytest.raises(ConfigError, match="depth"):
-        MALConfig.from_dict({"emotion_ids": [1], "audio_id_range": [3, 9], "memory": {"depth": 1}})
-    with pytest.raises(ConfigError, match="mal.layer must be an integer or null, got 'two'"):
-        MALConfig.from_dict({"emotion_ids": [1], "audio_id_range": [3, 9], "layer": "two"})
+        read({"emotion_ids": [1], "audio_id_range": [3, 9], "memory": {"depth": 1}})
+    with pytest.raises(ConfigError, match="mal.layer: expected an integer, got 'two'"):
+        read({"emotion_ids": [1], "audio_id_range": [3, 9], "layer": "two"})
+    with pytest.raises(ConfigError, match="mal.emotion_ids: expected a list, got 5"):
+        read({"emotion_ids": 5, "audio_id_range": [3, 9]})
+    with pytest.raises(ConfigError, match="mal.memory.dim: expected an integer, got 8.5"):
+        read({"emotion_ids": [1], "audio_id_range": [3, 9], "memory": {"dim": 8.5}})
     with pytest.raises(ConfigError, match="mal.emotion_ids must be a list of integers"):
-        MALConfig.from_dict({"emotion_ids": 5, "audio_id_range": [3, 9]})
-    with pytest.raises(ConfigError, match="mal.memory.dim must be an integer"):
-        MALConfig.from_dict({"emotion_ids": [1], "audio_id_range": [3, 9], "memory": {"dim": 8.5}})
+        MALConfig(emotion_ids=5, audio_id_range=(3, 9))  # built in code: the invariants still hold
     with pytest.raises(ConfigError, match="read_within_utterance needs"):
         MALConfig(emotion_ids=(1,), audio_id_range=(3, 9), read_within_utterance=True)
 

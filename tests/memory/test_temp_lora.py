@@ -229,16 +229,22 @@ def test_surprise_skips_low_loss_utterances_without_touching_the_row(tiny_llama,
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tiny_llama, dlg):
-    cfg = DPMConfig.from_dict({"rank": 8, "lr": "5e-5", "betas": [0.9, 0.99], "stepping": "stride:1024"})
+    # read as every config section is: convmem.config.from_dict (keys, types, ranges), then the
+    # dataclass's own invariants
+    from convmem.config import from_dict
+
+    cfg = from_dict(DPMConfig, {"rank": 8, "lr": "5e-5", "betas": [0.9, 0.99], "stepping": "stride:1024"}, "dpm")
     assert cfg.lr == 5e-5 and cfg.betas == (0.9, 0.99)
-    with pytest.raises(ConfigError, match="unknown key.*lrr, stride"):
-        DPMConfig.from_dict({"lrr": 1e-3, "stride": 4})
+    with pytest.raises(ConfigError, match="dpm.lrr: unknown key"):
+        from_dict(DPMConfig, {"lrr": 1e-3, "stride": 4}, "dpm")
     with pytest.raises(ConfigError, match="stepping"):
-        DPMConfig.from_dict({"stepping": "every"})
+        from_dict(DPMConfig, {"stepping": "every"}, "dpm")
     with pytest.raises(ConfigError, match="rank"):
-        DPMConfig.from_dict({"rank": 0})
-    with pytest.raises(ConfigError, match="lr = 'fast'"):
-        DPMConfig.from_dict({"lr": "fast"})
+        from_dict(DPMConfig, {"rank": 0}, "dpm")
+    with pytest.raises(ConfigError, match="lr: expected a number, got 'fast'"):
+        from_dict(DPMConfig, {"lr": "fast"}, "dpm")
+    with pytest.raises(ConfigError, match="optimizer = 'adam'"):
+        DPMConfig(optimizer="adam")  # built in code: the invariants still hold
     with pytest.raises(ConfigError, match="n_r = 48"):
         DPMMemory(tiny_llama(), dlg.EMOTION_IDS, N_LIMIT, DPMConfig(n_r=48))
 

@@ -53,7 +53,7 @@ def test_pitch_level_follows_f0_and_silence_is_unvoiced():
 def test_errors(tmp_path, fitted):
     with pytest.raises(ConfigError, match="not fitted"):
         build_tokenizer("kmeans-f0").encode(speechlike(1.0), 16000)
-    with pytest.raises(ConfigError, match="unknown config key"):
+    with pytest.raises(ConfigError, match="unknown key"):
         build_tokenizer("kmeans-f0", codebook_size=8)
     noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
     with pytest.raises(ConfigError, match="voiced frames"):

@@ -26,11 +26,11 @@ def run(args) -> int:
     from convmem.config import load_config
     from convmem.run_config import RunConfig
 
-    from convmem.eval.runner import VAD_SUFFIX
+    from convmem.study.methods import split_vad
 
-    names = list(dict.fromkeys(args.memory))
-    gold = [m for m in names if not m.endswith(VAD_SUFFIX)]
-    vad = [m[: -len(VAD_SUFFIX)] for m in names if m.endswith(VAD_SUFFIX)]
+    names = [split_vad(m) for m in dict.fromkeys(args.memory)]
+    gold = [m for m, vad in names if not vad]
+    vad = [m for m, vad in names if vad]
     cfg = load_config(RunConfig, None if args.config == "-" else args.config,
                       list(args.overrides) + [f"eval.methods=[{','.join(gold)}]",
                                               f"eval.vad_methods=[{','.join(vad)}]", "final=false"])

@@ -44,8 +44,8 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from convmem.eval.model_eval import evaluate_model
-    from convmem.eval.runner import headline
+    from convmem.study.model_eval import evaluate_model
+    from convmem.study.report import headline
 
     bar = None  # opened when the first memory starts: a bad input prints only its error
 

@@ -30,7 +30,8 @@ def execute(cfg, out=None):
 
     from tqdm import tqdm
 
-    from convmem.eval.runner import headline, run_experiment
+    from convmem.study.experiment import run_experiment
+    from convmem.study.report import headline
 
     bar = tqdm(total=1, desc="convmem run", unit="stage", dynamic_ncols=True)
 
@@ -44,7 +45,7 @@ def execute(cfg, out=None):
     finally:
         bar.close()
     if cfg.final:
-        from convmem.final_model import train_final
+        from convmem.study.final_model import train_final
 
         final = train_final(cfg, Path(out))
         print(f"final model (all sessions): {final}")

@@ -24,7 +24,8 @@ def run(args) -> int:
 
     from convmem.config import load_config
     from convmem.errors import ConfigError
-    from convmem.eval.runner import apply_threads, corpus_dialogues, train_fold_models
+    from convmem.study.folds import apply_threads, corpus_dialogues
+    from convmem.study.training import train_fold_models
     from convmem.run_config import RunConfig
 
     cfg = load_config(RunConfig, None if args.config == "-" else args.config, args.overrides)

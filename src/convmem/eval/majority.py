@@ -19,6 +19,7 @@ from convmem.corpus.types import Dialogue
 from convmem.errors import ConfigError
 
 METHOD = "majority"
+LABEL = "Majority class of the training sessions"  # its name in reports
 
 
 def label_counts(dialogues: Sequence[Dialogue], labels: Sequence[str]) -> dict[str, int]:

@@ -17,18 +17,6 @@ MIN_UTTERANCES = 30
 MIN_DIALOGUES = 5
 FAILURE_SEQUENCE_SHOWN = 24  # labels of a failure case shown before "..."
 
-METHOD_NAMES = {
-    "dpm": "SLLM-DPM (temporary LoRA memory)",
-    "window": "SLLM, history in context truncated to n_limit",
-    "window_full": "SLLM, full history in context",
-    "none": "SLLM one-shot, current utterance only",
-    "classifier": "Classifier on speech tokens",
-    "mal": "SLLM-MAL (memory as a layer)",
-    "dpm+mal": "SLLM-DPM + MAL",
-    "dpm_stride1024": "SLLM-DPM, fixed stride 1024 tokens",
-    "dpm_surprise": "SLLM-DPM, surprise-gated writes",
-    "majority": "Majority class of the training sessions",
-}
 # The paper's Table 1 (SLLM-DPM / SLLM / Classifier). Its "SLLM" reads the whole dialogue at once
 # (32k window); ours reads what fits (window) and, separately, only the current utterance (none).
 TABLE1_ROWS = ("dpm", "window", "none", "classifier")
@@ -38,8 +26,13 @@ BUCKET_NAMES = {"all": "all scored utterances", "long_context": "long context (h
 
 
 def method_name(m: str) -> str:
-    """Display name of method `m` (the raw name for methods this module does not know)."""
-    return f"{METHOD_NAMES[m]} (`{m}`)" if m in METHOD_NAMES else f"`{m}`"
+    """Display name of method `m`: its label in the memory registry (memory/registry.py), the
+    majority row's, or the raw name for a method neither knows."""
+    from convmem.eval.majority import LABEL, METHOD
+    from convmem.memory import registry
+
+    label = LABEL if m == METHOD else registry.label(m)
+    return f"{label} (`{m}`)" if label else f"`{m}`"
 
 
 def _pct(x) -> str:

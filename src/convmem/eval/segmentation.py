@@ -102,10 +102,8 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
 
     Gold labels are not read: only the gold utterances' times.
     """
-    import torch
-
     from convmem.audio.relative_prosody import SpeakerProsodyReference
-    from convmem.bundle import NO_GRAD_METHODS
+    from convmem.memory import registry
 
     engine = engine if engine is not None else bundle.engine(method)
     segs, ids = [], []
@@ -115,7 +113,9 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
         ids.append(bundle.utterance_input(s.wave, reference))
     n_labels = len(bundle.labels)
     if ids:
-        with torch.no_grad() if method in NO_GRAD_METHODS else torch.enable_grad():
+        # a memory's own grad mode; a name that is not a registered memory (a study's DPM variant,
+        # whose caller chose the mode) runs in the caller's
+        with registry.grad_mode(method):
             seg_logits = engine.run([ids], keys=[dialogue.dialogue_id])[0].logits
     else:
         seg_logits = np.zeros((0, n_labels), np.float32)

@@ -25,9 +25,8 @@ A frames model (`slm.audio_input=frames`) changes only what the backbone reads a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -92,20 +91,6 @@ class MALConfig:
         except ValueError as err:
             raise ConfigError(f"mal.{err}") from err
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MALConfig":
-        """Build from a plain mapping (e.g. YAML); unknown keys raise ConfigError naming them."""
-        data = dict(data)
-        _reject_unknown(data, cls, "mal")
-        memory = data.pop("memory", None) or {}
-        if not isinstance(memory, Mapping):
-            raise ConfigError(f"mal.memory must be a mapping, got {type(memory).__name__}")
-        _reject_unknown(memory, NeuralMemoryConfig, "mal.memory")
-        for key in ("emotion_ids", "audio_id_range"):
-            if key not in data:
-                raise ConfigError(f"mal.{key} is required")
-        return cls(**data, memory=NeuralMemoryConfig(**memory))  # type checks in __post_init__ / validate
-
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -116,13 +101,6 @@ def _iterable(value: Any, name: str) -> Iterable:
         return iter(value)
     except TypeError:
         raise ConfigError(f"mal.{name} must be a list of integers, got {value!r}") from None
-
-
-def _reject_unknown(data: Mapping[str, Any], cls: type, where: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
 
 
 @dataclass

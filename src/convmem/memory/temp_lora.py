@@ -23,11 +23,10 @@ returns the same object it was given. Keep a `copy.deepcopy` if you need the old
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Mapping, Sequence
+from typing import Annotated, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -77,26 +76,10 @@ class DPMConfig:
     surprise_warmup: Annotated[int, Range(2)] = 2
     seed: Seed = 0
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "dpm config") -> "DPMConfig":
-        """Build from a mapping (e.g. a YAML section); unknown keys and bad types raise ConfigError."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                              f"known keys: {', '.join(known)}")
-        kwargs = {k: tuple(v) if k in ("betas", "target_modules") and isinstance(v, list) else v
-                  for k, v in values.items()}
-        for k in ("lr", "alpha", "weight_decay", "eps", "momentum", "surprise_k"):
-            # PyYAML reads "5e-5" (no dot) as a string.
-            if isinstance(kwargs.get(k), str):
-                try:
-                    kwargs[k] = float(kwargs[k])
-                except ValueError:
-                    pass
-        cfg = cls(**kwargs)
-        cfg.validate(where)
-        return cfg
+    def __post_init__(self) -> None:
+        # the invariants Range annotations cannot say; read from YAML, keys, types and ranges are
+        # checked first by convmem.config.from_dict, the one loader of every config section
+        self.validate()
 
     def validate(self, where: str = "dpm config") -> None:
         """Raise ConfigError naming the first field with a wrong type or value."""

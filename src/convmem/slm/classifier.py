@@ -37,14 +37,14 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import torch
 from torch import nn
 
-from convmem.config import Count, Proportion, Range
+from convmem.config import Count, Proportion, Range, from_dict
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
 
@@ -205,10 +205,7 @@ class EmotionClassifier(nn.Module):
         try:
             raw = json.loads((d / CONFIG_FILE).read_text())
             shape = (int(raw.pop("vocab_size")), int(raw.pop("embed_dim")))
-            unknown = set(raw) - {f.name for f in fields(ClassifierConfig)}
-            if unknown:
-                raise ValueError(f"unknown keys {sorted(unknown)}")
-            cfg = ClassifierConfig(**raw)
+            cfg = from_dict(ClassifierConfig, raw, CONFIG_FILE)
         except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{d / CONFIG_FILE}: bad classifier config: {exc}") from None
         clf = cls(torch.zeros(shape), cfg)

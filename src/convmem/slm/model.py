@@ -29,13 +29,13 @@ import copy
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from convmem.config import Count, Positive, Proportion, Seed
+from convmem.config import Count, Positive, Proportion, Seed, from_dict
 from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
 from convmem.slm.audio_embedding import AUDIO_INPUTS, PROJECTOR_ATTR, PROJECTOR_FILE, AudioProjector, projector_of
@@ -84,14 +84,6 @@ class SLMConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict) -> "SLMConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"slm config: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
     @property
     def reads_frames(self) -> bool:
@@ -286,7 +278,7 @@ def load_model(model_dir: str | os.PathLike, merge: bool = True) -> tuple[torch.
         if not (d / name).is_file():
             raise ConfigError(f"{d}: not a convmem model dir (missing {name})")
     try:
-        cfg = SLMConfig.from_json(json.loads((d / SLM_CONFIG_FILE).read_text()))
+        cfg = from_dict(SLMConfig, json.loads((d / SLM_CONFIG_FILE).read_text()), "slm config")
         vocab = EmotionVocab.from_json(json.loads((d / VOCAB_FILE).read_text()))
     except (json.JSONDecodeError, ValueError, TypeError) as exc:
         raise ConfigError(f"{d}: bad {SLM_CONFIG_FILE} or {VOCAB_FILE}: {exc}") from None

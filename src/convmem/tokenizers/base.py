@@ -187,7 +187,7 @@ def _read_json(directory: Path) -> dict:
     return meta
 
 
-def read_manifest(directory: Path, kind: str) -> dict:
+def read_tokenizer_json(directory: Path, kind: str) -> dict:
     """`tokenizer.json` of `directory`, checked to be of `kind` and to hold a "config" object."""
     manifest = Path(directory) / MANIFEST_NAME
     meta = _read_json(directory)
@@ -199,23 +199,9 @@ def read_manifest(directory: Path, kind: str) -> dict:
     return meta
 
 
-def write_manifest(directory: Path, kind: str, config: dict, fingerprint: str, **extra) -> None:
+def write_tokenizer_json(directory: Path, kind: str, config: dict, fingerprint: str, **extra) -> None:
     """Write `tokenizer.json` atomically (extra keys: facts checked again at load)."""
     from convmem.fileio import atomic_write_json
 
     atomic_write_json(Path(directory) / MANIFEST_NAME,
                       {"kind": kind, "config": config, "fingerprint": fingerprint, **extra})
-
-
-def config_from_dict(cls: type, config: dict, where: str):
-    """Build dataclass `cls` from `config`, naming any unknown key (ConfigError)."""
-    import dataclasses
-
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown config key(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**config)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None

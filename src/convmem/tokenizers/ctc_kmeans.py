@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from convmem.config import from_dict
 from convmem.errors import ConfigError
 from convmem.tokenizers.base import (
     SAMPLE_RATE,
-    config_from_dict,
     config_hash,
     fit_to_frames,
     iter_waveforms,
@@ -116,7 +116,7 @@ class CTCKMeansTokenizer(FittedKMeansMixin):
 
     @classmethod
     def from_config(cls, config: dict) -> CTCKMeansTokenizer:
-        return cls(config_from_dict(CTCKMeansConfig, config, "ctc-kmeans tokenizer"))
+        return cls(from_dict(CTCKMeansConfig, config, "ctc-kmeans tokenizer"))
 
     @classmethod
     def load(cls, directory: str | Path) -> CTCKMeansTokenizer:

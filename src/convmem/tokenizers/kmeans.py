@@ -32,18 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
+from convmem.config import from_dict
 from convmem.errors import ConfigError
 from convmem.tokenizers.base import (
     FRAME_RATE,
     SAMPLE_RATE,
-    config_from_dict,
     config_hash,
     fit_to_frames,
     iter_waveforms,
     n_frames,
     prepare_waveform,
-    read_manifest,
-    write_manifest,
+    read_tokenizer_json,
+    write_tokenizer_json,
 )
 
 CODEBOOK_FILE = "codebook.npz"
@@ -203,8 +203,8 @@ class FittedKMeansMixin:
     @classmethod
     def _saved_config(cls, config_type, directory: Path):
         """The config in `directory`'s tokenizer.json, with `later_options` filled in where absent."""
-        saved = read_manifest(directory, cls.kind)["config"]
-        return config_from_dict(config_type, {**cls.later_options, **saved}, str(directory))
+        saved = read_tokenizer_json(directory, cls.kind)["config"]
+        return from_dict(config_type, {**cls.later_options, **saved}, str(directory))
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         """float32[samples] at 16 kHz -> float32[n_frames(samples), dim]."""
@@ -263,7 +263,7 @@ class FittedKMeansMixin:
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         self._fitted_codebook().save(directory / CODEBOOK_FILE)
-        write_manifest(directory, self.kind, self._config_dict(), self.fingerprint, **self._manifest_extra())
+        write_tokenizer_json(directory, self.kind, self._config_dict(), self.fingerprint, **self._manifest_extra())
         return directory
 
 
@@ -279,7 +279,7 @@ class LogMelKMeansTokenizer(FittedKMeansMixin):
 
     @classmethod
     def from_config(cls, config: dict) -> LogMelKMeansTokenizer:
-        return cls(config_from_dict(KMeansConfig, config, "kmeans tokenizer"))
+        return cls(from_dict(KMeansConfig, config, "kmeans tokenizer"))
 
     @classmethod
     def load(cls, directory: str | Path) -> LogMelKMeansTokenizer:

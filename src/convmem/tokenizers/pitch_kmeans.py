@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from convmem.config import from_dict
 from convmem.errors import ConfigError
 from convmem.tokenizers.base import (
     SAMPLE_RATE,
-    config_from_dict,
     fit_to_frames,
     iter_waveforms,
     n_frames,
@@ -71,7 +71,7 @@ class PitchKMeansTokenizer(FittedKMeansMixin):
 
     @classmethod
     def from_config(cls, config: dict) -> PitchKMeansTokenizer:
-        return cls(config_from_dict(PitchKMeansConfig, config, "kmeans-f0 tokenizer"))
+        return cls(from_dict(PitchKMeansConfig, config, "kmeans-f0 tokenizer"))
 
     @property
     def codebook_size(self) -> int:

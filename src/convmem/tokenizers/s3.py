@@ -21,19 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
+from convmem.config import from_dict
 from convmem.errors import ConfigError
 from convmem.tokenizers.base import (
     FRAME_RATE,
     HOP_SAMPLES,
     SAMPLE_RATE,
-    config_from_dict,
     config_hash,
     file_digest,
     fit_to_frames,
     n_frames,
     prepare_waveform,
-    read_manifest,
-    write_manifest,
+    read_tokenizer_json,
+    write_tokenizer_json,
 )
 
 ENV_VAR = "CONVMEM_S3_ONNX"
@@ -84,7 +84,7 @@ class S3Tokenizer:
             config["onnx_path"] = os.environ[ENV_VAR]
         if "onnx_path" not in config:
             raise ConfigError(f"s3 tokenizer: config key 'onnx_path' is required (or set {ENV_VAR})")
-        return cls(config_from_dict(S3Config, config, "s3 tokenizer"))
+        return cls(from_dict(S3Config, config, "s3 tokenizer"))
 
     @classmethod
     def from_path(cls, path: str | Path) -> S3Tokenizer:
@@ -100,12 +100,12 @@ class S3Tokenizer:
     @classmethod
     def load(cls, directory: str | Path) -> S3Tokenizer:
         directory = Path(directory)
-        return cls(config_from_dict(S3Config, read_manifest(directory, cls.kind)["config"], str(directory)))
+        return cls(from_dict(S3Config, read_tokenizer_json(directory, cls.kind)["config"], str(directory)))
 
     def save(self, directory: str | Path) -> Path:
         """Write tokenizer.json pointing at the ONNX file (the model itself is not copied)."""
         directory = Path(directory)
-        write_manifest(directory, self.kind, {**asdict(self.config), "onnx_path": str(self.path)}, self.fingerprint)
+        write_tokenizer_json(directory, self.kind, {**asdict(self.config), "onnx_path": str(self.path)}, self.fingerprint)
         return directory
 
     @property

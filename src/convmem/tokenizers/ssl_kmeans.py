@@ -18,17 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from convmem.config import from_dict
 from convmem.errors import ConfigError
 from convmem.tokenizers.base import (
     FRAME_RATE,
     HOP_SAMPLES,
     SAMPLE_RATE,
-    config_from_dict,
     config_hash,
     file_digest,
     fit_to_frames,
     n_frames,
-    read_manifest,
+    read_tokenizer_json,
 )
 from convmem.tokenizers.kmeans import CODEBOOK_FILE, FittedKMeansMixin, KMeansCodebook
 
@@ -130,13 +130,13 @@ class SSLKMeansTokenizer(FittedKMeansMixin):
     def from_config(cls, config: dict) -> SSLKMeansTokenizer:
         if "encoder_dir" not in config:
             raise ConfigError("ssl-kmeans tokenizer: config key 'encoder_dir' is required")
-        return cls(config_from_dict(SSLKMeansConfig, config, "ssl-kmeans tokenizer"))
+        return cls(from_dict(SSLKMeansConfig, config, "ssl-kmeans tokenizer"))
 
     @classmethod
     def load(cls, directory: str | Path) -> SSLKMeansTokenizer:
         directory = Path(directory)
-        meta = read_manifest(directory, cls.kind)
-        config = config_from_dict(SSLKMeansConfig, meta["config"], str(directory))
+        meta = read_tokenizer_json(directory, cls.kind)
+        config = from_dict(SSLKMeansConfig, meta["config"], str(directory))
         tok = cls(config, KMeansCodebook.load(directory / CODEBOOK_FILE, config.codebook_size))
         if meta.get("encoder_digest") != tok.encoder_digest:
             raise ConfigError(

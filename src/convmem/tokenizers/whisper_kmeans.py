@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from convmem.config import from_dict
 from convmem.errors import ConfigError
-from convmem.tokenizers.base import SAMPLE_RATE, config_from_dict, iter_waveforms, n_frames, prepare_waveform
+from convmem.tokenizers.base import SAMPLE_RATE, iter_waveforms, n_frames, prepare_waveform
 from convmem.tokenizers.kmeans import CODEBOOK_FILE, FittedKMeansMixin, KMeansCodebook
 from convmem.tokenizers.whisper_package import whisper_package
 
@@ -93,15 +94,15 @@ class WhisperKMeansTokenizer(FittedKMeansMixin):
 
     @classmethod
     def from_config(cls, config: dict) -> WhisperKMeansTokenizer:
-        return cls(config_from_dict(WhisperKMeansConfig, config, "whisper-kmeans tokenizer"))
+        return cls(from_dict(WhisperKMeansConfig, config, "whisper-kmeans tokenizer"))
 
     @classmethod
     def load(cls, directory: str | Path) -> WhisperKMeansTokenizer:
         directory = Path(directory)
         config = cls._saved_config(WhisperKMeansConfig, directory)
-        from convmem.tokenizers.base import read_manifest
+        from convmem.tokenizers.base import read_tokenizer_json
 
-        saved = read_manifest(directory, cls.kind).get("weights_sha256")
+        saved = read_tokenizer_json(directory, cls.kind).get("weights_sha256")
         if saved != whisper_package(config.model).sha256:
             raise ConfigError(f"{directory}: fitted on Whisper weights {saved!r}, not the pinned "
                               f"{config.model} weights this convmem loads; refit the tokenizer")

@@ -9,7 +9,8 @@ def train_final(cfg, out: Path) -> Path:
     """Train tokenizer, SLM and the parts `cfg.final_methods` need (default: every evaluated
     method's: classifier, MAL) on all sessions into `out/final_model`."""
     from convmem.corpus.manifest import read_manifests
-    from convmem.eval.runner import method_list, train_fold_models
+    from convmem.study.methods import method_list
+    from convmem.study.training import train_fold_models
 
     manifests = cfg.corpus.manifests() or [out / "corpus" / "manifest.jsonl"]
     dialogues = read_manifests(manifests, labels=cfg.corpus.labels)

@@ -11,12 +11,12 @@ from convmem.run_config import RunConfig
 @pytest.fixture
 def calls(monkeypatch):
     import convmem.corpus.manifest as manifest
-    import convmem.eval.runner as runner
+    import convmem.study.training as training
 
     seen = []
     dialogues = [Dialogue(f"d{s}", s, [Utterance(f"{s}u", f"{s}A", 0.0, 1.0, "neu")]) for s in ("S1", "S2")]
     monkeypatch.setattr(manifest, "read_manifest", lambda path, labels=None: dialogues)
-    monkeypatch.setattr(runner, "train_fold_models",
+    monkeypatch.setattr(training, "train_fold_models",
                         lambda cfg, train, model_dir, methods, cache, fold_info=None: seen.append(
                             (sorted(d.session for d in train), methods, fold_info)) or model_dir)
     return seen
@@ -27,7 +27,7 @@ def calls(monkeypatch):
     (["final_methods=[window,dpm,mal]"], ["window", "dpm", "mal"]),
 ])
 def test_final_model_trains_every_session_and_the_chosen_parts(tmp_path, calls, overrides, want):
-    from convmem.final_model import train_final
+    from convmem.study.final_model import train_final
 
     cfg = load_config(RunConfig, None, ["corpus.manifest=m.jsonl", "eval.methods=[none,window,classifier,mal]",
                                         "eval.vad_methods=[window]", *overrides])

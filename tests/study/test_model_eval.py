@@ -205,7 +205,7 @@ def test_older_model_without_label_counts_has_no_majority_row(tmp_path, model, h
     del info["training"]
     (old / "bundle.json").write_text(json.dumps(info))
     from convmem.bundle import read_model_info
-    from convmem.eval.model_eval import offered_methods
+    from convmem.study.model_eval import offered_methods
 
     assert offered_methods(old, read_model_info(old)) == DEFAULT_METHODS[1:]
     assert offered_methods(model, read_model_info(model)) == DEFAULT_METHODS
@@ -307,7 +307,7 @@ def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, model, held_out
 def test_vad_memories_need_each_dialogues_audio(tmp_path):
     from convmem.corpus.types import Dialogue, Utterance
     from convmem.errors import ManifestError
-    from convmem.eval.model_eval import _check_dialogues
+    from convmem.study.model_eval import _check_dialogues
 
     turns = [Utterance("u0", "A", 0.0, 1.0, "neu", audio=tmp_path / "u0.wav")]
     dialogues = [Dialogue("d0", "S1", turns, audio=None)]

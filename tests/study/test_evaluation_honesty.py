@@ -10,7 +10,7 @@ from convmem.audio.augment import SpeakerAugmentConfig
 from convmem.audio.io import write_wav
 from convmem.bundle import load_bundle
 from convmem.corpus.types import Dialogue, Utterance
-from convmem.eval.runner import evaluate_method
+from convmem.study.evaluation import evaluate_method
 from convmem.run_config import RunConfig
 from convmem.tokenizers.cache import encode_dialogues
 from tests.model_fixture import speech_recording, tiny_bundle
@@ -45,7 +45,7 @@ def test_permuted_gold_labels_change_no_prediction(setup, method):
 
 
 def test_perturbed_training_copies_keep_each_turns_label_and_add_new_audio(setup, tmp_path):
-    from convmem.eval.runner import coded_dialogues, perturbed_coded_dialogues
+    from convmem.study.coding import coded_dialogues, perturbed_coded_dialogues
 
     bundle, dialogue, codes = setup
     cfg = RunConfig(augment=SpeakerAugmentConfig(copies=2))

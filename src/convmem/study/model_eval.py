@@ -1,9 +1,9 @@
 """A trained model directory scored on any manifest (`convmem eval-model`): cross-corpus evaluation.
 
 The whole manifest is one held-out fold (`FOLD`). Each memory streams every dialogue exactly as in
-`convmem run` (runner.evaluate_fold: the model's own saved tokenizer, the code cache keyed by its
-fingerprint and the audio, gold labels read only to score), and the outputs are the runner's
-(runner.write_outputs: predictions.csv, results.json, cost.json, plots, report.md), with the corpus
+`convmem run` (study.evaluation.evaluate_fold: the model's own saved tokenizer, the code cache keyed
+by its fingerprint and the audio, gold labels read only to score), and the outputs are a study's
+(study.report.write_outputs: predictions.csv, results.json, cost.json, plots, report.md), with the corpus
 and the model named in results.json's meta and the report.
 
 The majority-class row is the model's *training* majority (eval/majority.py), from the label counts
@@ -24,8 +24,10 @@ from typing import Callable
 
 from convmem.errors import ConfigError, ConvmemError, ManifestError
 from convmem.eval.majority import METHOD as MAJORITY
-from convmem.eval.run_folder import claim_folder
-from convmem.eval.runner import VAD_SUFFIX, code_commit, evaluate_fold, write_outputs
+from convmem.study.evaluation import evaluate_fold
+from convmem.study.methods import VAD_SUFFIX, split_vad
+from convmem.study.report import code_commit, write_outputs
+from convmem.study.run_folder import claim_folder
 
 FOLD = "whole_manifest"
 SETTINGS_FILE = "eval_model.json"
@@ -118,7 +120,7 @@ def _chosen_methods(methods: list[str] | None, offered: list[str], model_dir: Pa
     if methods is None:
         return offered
     for m in methods:
-        base = m[: -len(VAD_SUFFIX)] if m.endswith(VAD_SUFFIX) else m
+        base, _ = split_vad(m)
         if m == MAJORITY and MAJORITY not in offered:
             raise ConfigError(f"--memory majority: {model_dir} does not record its training label counts, so its "
                               "majority class is unknown (it is never taken from the test manifest); retrain the "
@@ -151,7 +153,7 @@ def _load(model_dir: Path):
 
 
 def _eval_config(info: dict, labels, batch_size: int | None, bootstrap: int, seed: int):
-    """The RunConfig the runner's evaluation code reads: labels and the eval settings the model was
+    """The RunConfig the study's evaluation code reads: labels and the eval settings the model was
     trained and evaluated with (emotion tokens fed back, DPM variants, window_full limit)."""
     from convmem.config import from_dict
     from convmem.run_config import CorpusSection, EvalSection, RunConfig

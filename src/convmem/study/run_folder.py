@@ -1,6 +1,6 @@
 """Which config a run folder belongs to: `config.json`, written by the first run into it.
 
-Resuming a study reuses whatever earlier runs left in its folder (convmem.eval.runner), so a
+Resuming a study reuses whatever earlier runs left in its folder (convmem.study), so a
 folder with results may only be resumed with the config that made them, up to the parts that
 change nothing already computed (`_comparable`). A run that failed before leaving anything a rerun
 would reuse does not claim the folder: the corrected config simply takes its place.

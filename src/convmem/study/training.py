@@ -1,0 +1,107 @@
+"""One fold's model directory: the tokenizer fitted on the training dialogues only, then the
+emotion SLM, the classifier baseline and the MAL adapter trained on them (the optional parts only
+when a listed method reads them, memory/registry.py), and a model card.
+
+Each part is saved as soon as it exists and skipped on a rerun, so a killed study resumes at the
+part it was training (the SLM loop also resumes from its checkpoints)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from convmem.config import to_dict
+from convmem.corpus.types import Dialogue
+from convmem.eval.majority import label_counts
+from convmem.study import coding
+
+
+def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list[str],
+                      cache_root: Path, fold_info: dict | None = None) -> Path:
+    """Fit the tokenizer on `train` only, then train the SLM, classifier and MAL adapter; each part
+    is saved into `model_dir` as soon as it exists, and skipped on a rerun."""
+    import torch
+
+    from convmem.bundle import BUNDLE_FILE, save_parts
+    from convmem.slm.model import build_model, load_model, make_vocab
+    from convmem.study.methods import parts_to_train
+    from convmem.tokenizers.base import build_tokenizer, load_tokenizer
+
+    # the order of every random draw below is part of a study's results: keep it
+    torch.manual_seed(cfg.seed)
+    labels = tuple(cfg.corpus.labels)
+    parts = parts_to_train(methods)
+    common = dict(labels=labels, n_limit=cfg.slm.n_limit, config=to_dict(cfg), dpm_config=cfg.dpm,
+                  extra={"training": training_summary(train, labels)})
+    if (model_dir / "tokenizer").is_dir():
+        tokenizer = load_tokenizer(model_dir / "tokenizer")
+    else:
+        from convmem.tokenizers.cache import CodeCache, fit_on_dialogues
+
+        tokenizer = build_tokenizer(cfg.tokenizer.kind, **cfg.tokenizer.options)
+        sessions = sorted({d.session for d in train})
+        fit_on_dialogues(tokenizer, train, sessions, cache=CodeCache(cache_root))
+        save_parts(model_dir, tokenizer=tokenizer, **common)
+
+    @functools.cache
+    def coded():
+        # made only when a part is trained: a rerun with every part saved (`convmem eval` on a
+        # finished study) does not re-read, re-hash or re-perturb the training audio
+        codes = coding.encode(tokenizer, train, cache_root)
+        marks = coding.marks(cfg.slm.prosody_marks, train, cache_root)
+        frames = coding.frames(cfg.slm.reads_frames, tokenizer, train)
+        return (coding.coded_dialogues(train, codes, marks, frames)
+                + coding.perturbed_coded_dialogues(cfg, tokenizer, train, cache_root))
+
+    if (model_dir / "slm").is_dir():
+        slm, vocab, _ = load_model(model_dir / "slm", merge=True)
+    else:
+        from convmem.train.loop import train_slm
+
+        vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
+        frame_dim = next(f.shape[1] for cd in coded() for f in cd.frames) if cfg.slm.reads_frames else None
+        slm = build_model(cfg.slm, vocab, frame_dim)
+        slm = train_slm(slm, vocab, coded(), cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
+        save_parts(model_dir, slm=slm, **common)
+        slm, vocab, _ = load_model(model_dir / "slm", merge=True)
+    slm.eval()
+    for p in slm.parameters():
+        p.requires_grad_(False)
+
+    if "classifier" in parts and not (model_dir / "classifier").is_dir():
+        from convmem.slm.classifier import EmotionClassifier
+        from convmem.slm.stream import dialogue_stream
+        from convmem.train.classifier_trainer import train_classifier, windows_from_stream
+
+        windows = [w for cd in coded() for w in windows_from_stream(dialogue_stream(cd, vocab, cfg.train.emotion_tokens), cfg.slm.n_limit)]
+        clf = EmotionClassifier.from_slm(slm.get_input_embeddings(), cfg.classifier_config())
+        clf = train_classifier(clf, windows, cfg.classifier_train)
+        save_parts(model_dir, classifier=clf, **common)
+
+    if "mal" in parts and not (model_dir / "mal").is_dir():
+        from convmem.memory.mal import MALMemory
+        from convmem.train.mal_trainer import UtteranceTokens, train_mal
+
+        mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
+        adapter = MALMemory.build(slm, mal_cfg).adapter
+        dialogues = [[UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)
+                      for x, e in zip(cd.inputs(vocab), cd.emotions)] for cd in coded()]
+        mark_ids = (vocab.mark_offset, vocab.size) if vocab.prosody_marks else None
+        train_mal(slm, adapter, dialogues, cfg.mal_train, mal_cfg, vocab.audio_end_id, mark_id_range=mark_ids)
+        save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
+
+    if not (model_dir / "MODEL_CARD.md").exists():
+        from convmem.model_card import render_card
+
+        save_parts(model_dir, card=render_card(cfg, fold_info or {}, train), **common)
+    assert (model_dir / BUNDLE_FILE).exists()
+    return model_dir
+
+
+def training_summary(train: list[Dialogue], labels) -> dict:
+    """What a model directory records of its training data (bundle.json "training"): the scored
+    utterances per label (so a majority-class row can be scored on any other corpus), and the
+    sessions and speakers it heard (so an evaluation can say when they reappear)."""
+    return {"label_counts": label_counts(train, labels), "dialogues": len(train),
+            "sessions": sorted({d.session for d in train}),
+            "speakers": sorted({u.speaker for d in train for u in d.utterances})}
