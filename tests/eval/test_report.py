@@ -98,3 +98,30 @@ def test_report_says_when_no_write_loss_was_recorded():
     report = render_report(results, {"confusion": "plots/confusion.png"})
     assert "![Confusion matrices](plots/confusion.png)" in report
     assert "No method recorded a memory write loss, so there is no write-loss figure." in report
+
+
+@pytest.mark.parametrize("marks", [False, True])
+def test_none_is_named_by_what_it_read(tmp_path, marks):
+    """With prosody marks on, `none` reads the speaker's earlier turns: report and results.json say so."""
+    import dataclasses
+
+    from convmem.study.report import write_outputs
+    from tests.eval.conftest import LABELS, make_predictions
+
+    rows = [dataclasses.asdict(p) for p in make_predictions(n_dialogues=6, folds=("f1",),
+                                                            accuracy={"none": 0.5, "window": 0.6})]
+    fold_dir = tmp_path / "folds" / "f1"
+    fold_dir.mkdir(parents=True)
+    for method in ("none", "window"):
+        mine = [r for r in rows if r["method"] == method]
+        assert mine
+        (fold_dir / f"predictions_{method}.json").write_text(json.dumps(
+            {"rows": mine, "cost": {"seconds": 1.0, "utterances": len(mine), "audio_seconds": 10.0}}))
+    write_outputs(tmp_path, ["f1"], ["none", "window"], LABELS, {**META, "folds": ["f1"], "prosody_marks": marks}, 50, 0)
+    results = json.loads((tmp_path / "results.json").read_text())
+    report = (tmp_path / "report.md").read_text()
+    named = results["meta"]["method_labels"]["none"]
+    assert ("speaker-relative prosody marks" in named) is marks
+    assert ("current utterance only" in named) is not marks
+    assert f"{named} (`none`)" in report
+    assert ("so `none` reads speaker history" in report) is marks

@@ -25,13 +25,15 @@ BUCKET_NAMES = {"all": "all scored utterances", "long_context": "long context (h
                 "complete_dialogue": "complete dialogue (last scored utterance of each dialogue)"}
 
 
-def method_name(m: str) -> str:
-    """Display name of method `m`: its label in the memory registry (memory/registry.py), the
+def method_name(m: str, meta: dict | None = None) -> str:
+    """Display name of method `m`: the label the run named it by (results' meta "method_labels",
+    which says what it read), else its label in the memory registry (memory/registry.py), the
     majority row's, or the raw name for a method neither knows."""
     from convmem.eval.majority import LABEL, METHOD
     from convmem.memory import registry
 
-    label = LABEL if m == METHOD else registry.label(m)
+    named = (meta or {}).get("method_labels") or {}
+    label = named.get(m) or (LABEL if m == METHOD else registry.label(m))
     return f"{label} (`{m}`)" if label else f"`{m}`"
 
 
@@ -65,7 +67,7 @@ def _metric_rows(results: dict, methods, bucket: str) -> list[list[str]]:
         blk = results["methods"][m]["buckets"][bucket]
         ci = blk["ci"] or {}
         flag = " (too few)" if _too_few(blk) else ""
-        rows.append([method_name(m)] + [_pct_ci(blk[k], ci.get(k)) for k in HEADLINE_METRICS]
+        rows.append([method_name(m, results["meta"])] + [_pct_ci(blk[k], ci.get(k)) for k in HEADLINE_METRICS]
                     + [f"{blk['n']}{flag}", str(blk["n_dialogues"])])
     return rows
 
@@ -105,7 +107,10 @@ def render_report(results: dict, plots: dict[str, str] | None = None) -> str:
         out += ["## Table 1: memory vs no memory vs classifier", "",
                 "Top: complete dialogue (the paper's starred rows); bottom: all lengths. The paper's "
                 "\"SLLM\" reads the whole dialogue at once; here `window` reads the history that fits "
-                "n_limit and `none` only the current utterance.", "",
+                "n_limit and `none` only the current utterance"
+                + (" plus its speaker-relative prosody marks, which compare it with the same speaker's "
+                   "earlier turns (so `none` reads speaker history)" if results["meta"].get("prosody_marks") else "")
+                + ".", "",
                 _bucket_tables(results, t1, ("complete_dialogue", "all")), ""]
     t3 = [m for m in TABLE3_ROWS if m in methods]
     if len(t3) == 2:
@@ -137,7 +142,7 @@ def _headline(results: dict) -> str:
     rows = []
     for m, block in results["methods"].items():
         b = block["buckets"]
-        cells = [method_name(m)]
+        cells = [method_name(m, results["meta"])]
         for bucket in BUCKETS:
             blk = b[bucket]
             cells.append(f"{_pct_ci(blk['wa'], (blk['ci'] or {}).get('wa'))} (n={blk['n']}"

@@ -53,6 +53,9 @@ class MemorySpec:
     writes_by_backprop: its write takes gradients (DPM, MAL), so it runs with autograd on; every
         other memory runs under torch.no_grad (no graph is built for a read-only pass).
     label: its name in reports ("SLLM-DPM (temporary LoRA memory)"); None = the method name alone.
+    label_with_marks: its name when the model reads speaker-relative prosody marks, if that changes
+        what it reads (the marks compare a turn with the speaker's earlier turns: `none` then reads
+        speaker history, and its label must say so); None = `label`.
     takes_variants: a study may declare named variants of it (overrides of its settings).
     variant_labels: labels of well-known variant names (e.g. "dpm_surprise").
     """
@@ -62,6 +65,7 @@ class MemorySpec:
     needs: tuple[str, ...] = ("slm",)
     writes_by_backprop: bool = False
     label: str | None = None
+    label_with_marks: str | None = None
     takes_variants: bool = False
     variant_labels: Mapping[str, str] | None = None
 
@@ -133,10 +137,12 @@ def parts_needed(methods) -> set[str]:
     return {p for m in methods if m in _REGISTRY for p in _REGISTRY[m].needs}
 
 
-def label(method: str) -> str | None:
-    """The report label of `method` (a memory, or a well-known variant name), else None."""
+def label(method: str, prosody_marks: bool = False) -> str | None:
+    """The report label of `method` (a memory, or a well-known variant name), else None;
+    `prosody_marks`: the model reads speaker-relative prosody marks (see MemorySpec)."""
     if method in _REGISTRY:
-        return _REGISTRY[method].label
+        spec = _REGISTRY[method]
+        return spec.label_with_marks if prosody_marks and spec.label_with_marks else spec.label
     for spec in _REGISTRY.values():
         if spec.variant_labels and method in spec.variant_labels:
             return spec.variant_labels[method]
@@ -194,7 +200,9 @@ def _mal(bundle: "Bundle", options: MemoryOptions):
     return MALMemory(bundle.slm, bundle.mal_adapter, bundle.mal_config)
 
 
-register(MemorySpec("none", _none, label="SLLM one-shot, current utterance only"))
+register(MemorySpec("none", _none, label="SLLM one-shot, current utterance only",
+                    label_with_marks="SLLM one-shot, current utterance + speaker-relative prosody marks "
+                                     "(reads the speaker's earlier turns)"))
 register(MemorySpec("window", _window, label="SLLM, history in context truncated to n_limit"))
 register(MemorySpec("window_full", _window_full, label="SLLM, full history in context"))
 register(MemorySpec("classifier", _classifier, needs=("classifier",), label="Classifier on speech tokens"))

@@ -101,6 +101,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out: str | Path,
         "caveat": " ".join([_provenance(info, manifest), *notes, caveat]).strip(),
         "folds": [FOLD], "seeds": [seed], "n_limit": bundle.n_limit, "config": "eval-model",
         "methods": methods, "commit": code_commit(), "manifest": str(manifest),
+        "prosody_marks": bool(bundle.vocab.prosody_marks),
         "model": {"title": model_title(model_dir), "path": str(model_dir), "fingerprint": fingerprint,
                   "training_corpus": _training_corpus(info)},
     }

@@ -18,6 +18,7 @@ def finish_report(cfg, out: Path, folds: list[str], methods: list[str]) -> Path:
     meta = {
         "corpus": cfg.corpus.title(), "caveat": cfg.corpus.caveat, "folds": folds, "seeds": [cfg.seed],
         "n_limit": cfg.slm.n_limit, "config": cfg.name, "methods": methods, "commit": code_commit(),
+        "prosody_marks": bool(cfg.slm.prosody_marks),
     }
     return write_outputs(out, folds, methods, tuple(cfg.corpus.labels), meta, cfg.eval.bootstrap, cfg.seed)
 
@@ -26,7 +27,10 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
                   bootstrap: int, seed: int) -> Path:
     """`out`/folds/<fold>/predictions_<method>.json of every fold and method -> predictions.csv,
     results.json (`meta` passed through; checked to recompute from the CSV), cost.json, plots and
-    report.md in `out`, each written atomically. Returns the report's path."""
+    report.md in `out`, each written atomically. Returns the report's path.
+
+    meta["prosody_marks"] (the models read speaker-relative marks) decides each method's label, and
+    the labels go into results.json's meta ("method_labels"), so results name what `none` read."""
     from convmem.eval import write_evaluation
     from convmem.eval.predictions import Prediction, table_from_predictions
     from convmem.eval.results import ResultsConfig
@@ -49,6 +53,11 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
                       "utterances": c["utterances"],
                       **({"unmatched_gold_utterances": c["unmatched_gold_utterances"]}
                          if "unmatched_gold_utterances" in c else {})} for m, c in cost.items()}
+    from convmem.memory import registry
+
+    marks = bool(meta.get("prosody_marks", False))
+    labels_of = {m: registry.label(m, marks) for m in methods}
+    meta = {**meta, "method_labels": {m: lab for m, lab in labels_of.items() if lab}}
     outputs = write_evaluation(table, meta, out, rcfg, cost=cost_table)
     atomic_write_json(out / "cost.json", cost_table)
     return outputs.report
