@@ -36,7 +36,7 @@ def edit_distance(a: list[int], b: list[int]) -> int:
 def speaker_cer(tokenizer, manifest: Path, turns: int) -> dict:
     """-> {speaker: {"session", "turns", "chars", "cer" (%)}} over each speaker's first `turns` turns."""
     from convmem.corpus.manifest import read_manifest
-    from convmem.tokenizers.cache import utterance_waveform
+    from convmem.tokenizers.dialogue_audio import utterance_waveform
     from convmem.tokenizers.ctc_kmeans import characters
 
     errors: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])

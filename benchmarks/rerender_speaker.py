@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, run_script, write_results  # noqa: E402
 from habit_misreads import generator_truth, run_manifest  # noqa: E402
 
-from convmem.audio.relative_prosody import SpeakerProsodyReference  # noqa: E402
 from convmem.errors import ManifestError  # noqa: E402
 
 
@@ -82,8 +81,8 @@ def rerender(run: Path, speaker: str, typical_rate: float) -> dict:
     engine = bundle.engine("none")
     predicted = {}
     for n, ws in waves.items():
-        ref = SpeakerProsodyReference()  # one speaker's turns, for models that read prosody marks
-        ids = [bundle.utterance_ids(w.astype("float32"), ref) for w in ws]
+        live = bundle.encoder().conversation()  # one speaker's turns, for models that read prosody marks
+        ids = [live.encode(w.astype("float32")).model_input(bundle.vocab).ids for w in ws]
         (result,) = engine.run([ids])
         predicted[n] = [bundle.labels[int(i)] for i in result.predictions]
     gold = [u.emotion for u in turns]

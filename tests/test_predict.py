@@ -191,7 +191,7 @@ def test_prosody_marks_compare_each_turn_with_its_own_speaker(tmp_path, recordin
                                      s.start, s.end, s.speaker) for s in segs]
     assert _rows(Timeline(pushed, pred.labels, 0, "none", "")) == two
     session.close()
-    ids = pred.bundle.utterance_ids(wave[:32000])
+    ids = pred.bundle.encoder().conversation().encode(wave[:32000]).model_input(pred.bundle.vocab).ids
     assert ids.numel() == 50 + 4 and (ids[-4:] >= pred.bundle.vocab.mark_offset).all()
 
 

@@ -69,24 +69,13 @@ class Bundle:
             raise ConfigError(f"unknown method {method!r} (this model offers: {', '.join(self.methods)})")
         return registry.get(method).build(self, registry.MemoryOptions(dpm_overrides, window_full_limit))
 
-    def utterance_input(self, wave16k, reference=None, speaker=None):
-        """What this model reads before one utterance's `<audio_end>` (an `UtteranceInput`): the
-        codes of float32[samples] at 16 kHz (int64[n] ids), then, when the SLM reads prosody marks,
-        the turn's marks against `reference` (a `SpeakerProsodyReference` of the conversation,
-        updated here; a fresh one when None) for `speaker` (None = one shared speaker); ids
-        int64[n (+ 4)], with the codes' frames float32[n (+ 4), D] when the SLM reads frames."""
-        codes = self.tokenizer.encode(wave16k, 16000)
-        frames = self.tokenizer.frames(wave16k, 16000) if self.slm_config.reads_frames else None
-        if not self.vocab.prosody_marks:
-            return self.vocab.utterance_input(codes, None, frames)
-        from convmem.audio.relative_prosody import SpeakerProsodyReference, turn_prosody
+    def encoder(self, cache=None):
+        """The one utterance encoder this model reads with (tokenizers/utterance_encoder.py): its
+        tokenizer, its prosody marks and continuous frames when its SLM reads them. `cache`: a
+        CodeCache for offline passes (live encoding writes nothing)."""
+        from convmem.tokenizers.utterance_encoder import UtteranceEncoder
 
-        reference = reference if reference is not None else SpeakerProsodyReference()
-        return self.vocab.utterance_input(codes, reference.mark(speaker, turn_prosody(wave16k)), frames)
-
-    def utterance_ids(self, wave16k, reference=None, speaker=None) -> torch.Tensor:
-        """The ids of `utterance_input` int64[n (+ 4)] (all a codes model reads)."""
-        return self.utterance_input(wave16k, reference, speaker).ids
+        return UtteranceEncoder.of(self, cache)
 
     def engine(self, method: str, emotion_tokens: str = "predicted", **kw):
         from convmem.engine.conversation import ConversationEngine

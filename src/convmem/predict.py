@@ -276,15 +276,16 @@ class Predictor:
         # a fresh VAD model (~0.1 s to load): every stream needs its own recurrent state
         return StreamingSegmenter(self.vad)
 
-    def _classify(self, conv, wave16k: np.ndarray, reference=None, speaker: str | None = None) -> np.ndarray:
-        """Tokenize one utterance (with its prosody marks against the conversation's `reference`
-        for `speaker` when the model reads them) and push it; returns probabilities float32[E]."""
+    def _classify(self, conv, encoder, wave16k: np.ndarray, speaker: str | None = None) -> tuple[np.ndarray, str | None]:
+        """Encode one utterance with the conversation's `encoder` (tokenizers/utterance_encoder.py:
+        its marks against `speaker`'s earlier turns, its speaker assigned online when not given)
+        and push it; returns (probabilities float32[E], its speaker)."""
         import torch
 
-        utterance = self.bundle.utterance_input(wave16k, reference, speaker)
+        encoded = encoder.encode(wave16k, speaker)
         with self.model_lock, self._grad_mode():
-            logits, _ = conv.push(utterance)
-        return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
+            logits, _ = conv.push(encoded.model_input(self.bundle.vocab))
+        return torch.softmax(torch.from_numpy(logits).double(), -1).numpy(), encoded.speaker
 
     def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None,
                 wave16k: np.ndarray | None = None) -> UtteranceEmotion:
@@ -314,15 +315,13 @@ class LiveSession:
         self._resampler: StreamResampler | None = None
         self._rate: int | None = None
         self._clock = 0.0  # end of the last pre-segmented utterance
-        from convmem.audio.relative_prosody import SpeakerProsodyReference
-
-        # each speaker's running prosody, for models that read speaker-relative marks
-        self._prosody = SpeakerProsodyReference()
-        self._online = None  # online speaker assignment of VAD utterances (Predictor.speakers)
+        online = None  # online speaker assignment of utterances without a speaker (Predictor.speakers)
         if predictor.speakers != "none":
             from convmem.speakers.cluster import OnlineSpeakers
 
-            self._online = OnlineSpeakers(None if predictor.speakers == "auto" else predictor.speakers)
+            online = OnlineSpeakers(None if predictor.speakers == "auto" else predictor.speakers)
+        # this conversation's encoder: each speaker's running prosody, the online speakers
+        self._encoder = predictor.bundle.encoder().conversation(online)
         self.closed = False
 
     @property
@@ -362,11 +361,7 @@ class LiveSession:
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
             raise AudioError(f"utterance: times must be finite with 0 <= start < end, got {start}, {end}")
         self._clock = end
-        if speaker is None and self._online is not None:  # a client that does not know who speaks
-            from convmem.speakers.encoder import embed_utterance
-
-            speaker = self._online.assign(embed_utterance(wave))
-        probs = self.predictor._classify(self._conv, wave, self._prosody, speaker)
+        probs, speaker = self.predictor._classify(self._conv, self._encoder, wave, speaker)
         return self.predictor._result(probs, start, end, speaker, wave)
 
     def flush(self) -> list[UtteranceEmotion]:
@@ -384,18 +379,13 @@ class LiveSession:
         if not self.closed:
             with self.predictor.model_lock:
                 self._conv.close()
-        self._seg = self._resampler = self._prosody = self._online = None
+        self._seg = self._resampler = self._encoder = None
         self.closed = True
 
     def _classify_all(self, segments) -> list[UtteranceEmotion]:
         out = []
         for s in segments:
-            speaker = None
-            if self._online is not None:
-                from convmem.speakers.encoder import embed_utterance
-
-                speaker = self._online.assign(embed_utterance(s.wave))
-            probs = self.predictor._classify(self._conv, s.wave, self._prosody, speaker)
+            probs, speaker = self.predictor._classify(self._conv, self._encoder, s.wave)
             out.append(self.predictor._result(probs, s.start, s.end, speaker, s.wave))
         return out
 

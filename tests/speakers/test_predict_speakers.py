@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 import soundfile as sf
@@ -33,9 +34,11 @@ def talk(tmp_path_factory):
 def test_auto_speakers_reach_timeline_json_csv_and_prosody(model_dir, talk, tmp_path, monkeypatch):
     path, _, gold = talk
     predictor = Predictor.load(model_dir, memory="window")
+    from convmem.tokenizers.utterance_encoder import ConversationEncoder
+
     seen = []
-    real = predictor.bundle.utterance_input
-    monkeypatch.setattr(predictor.bundle, "utterance_input", lambda w, ref=None, spk=None: (seen.append(spk), real(w, ref, spk))[1])
+    real = ConversationEncoder.encode
+    monkeypatch.setattr(ConversationEncoder, "encode", lambda self, w, spk=None: (seen.append(spk), real(self, w, spk))[1])
     timeline = predictor.predict(path, progress=False, speakers="auto")
     speakers = [u.speaker for u in timeline.utterances]
     assert speakers[:len(gold)] == ["spk1", "spk2"] * (len(gold) // 2)
@@ -76,7 +79,8 @@ def test_cli_speakers_and_transcripts(model_dir, talk, tmp_path, capsys):
     assert "2 speaker(s)" in printed and out.with_suffix(".png").is_file()
     utts = json.loads(out.read_text())["utterances"]
     assert [u["speaker"] for u in utts][:2] == ["spk1", "spk2"]
-    assert {"lovely", "morning"} <= set(utts[0]["text"].lower().split())
+    # words, not whitespace-split tokens: a boundary a few ms off can turn "morning" into "morning,"
+    assert {"lovely", "morning"} <= set(re.findall(r"[a-z']+", utts[0]["text"].lower()))
     csv_out = tmp_path / "one.csv"
     assert main(["predict", str(model_dir), str(path), "--memory", "window", "--out", str(csv_out), "--quiet",
                  "--speakers", "1", "--no-plot"]) == 0

@@ -12,7 +12,7 @@ from convmem.bundle import load_bundle
 from convmem.corpus.types import Dialogue, Utterance
 from convmem.study.evaluation import evaluate_method
 from convmem.run_config import RunConfig
-from convmem.tokenizers.cache import encode_dialogues
+from convmem.tokenizers.utterance_encoder import UtteranceEncoder
 from tests.model_fixture import speech_recording, tiny_bundle
 
 
@@ -25,34 +25,34 @@ def setup(tmp_path_factory):
     labels = ["neu", "ang", "ang", "sad", None, "hap"]
     utts = [Utterance(f"u{i}", "A" if i % 2 else "B", s, e, labels[i]) for i, (s, e) in enumerate(spans)]
     dialogue = Dialogue("d", "S1", utts, audio=wav)
-    codes = encode_dialogues(bundle.tokenizer, [dialogue], progress=False)
-    return bundle, dialogue, codes
+    table = UtteranceEncoder.of(bundle).dialogues([dialogue], progress=False)
+    return bundle, dialogue, table
 
 
 @pytest.mark.parametrize("method", ["none", "window", "dpm"])
 def test_permuted_gold_labels_change_no_prediction(setup, method):
-    bundle, dialogue, codes = setup
+    bundle, dialogue, table = setup
     cfg = RunConfig()
     cfg.dpm.rank, cfg.dpm.alpha, cfg.dpm.lr = 4, 4, 1e-2  # a memory that visibly moves
-    rows, _ = evaluate_method(cfg, bundle, method, [dialogue], codes, "f")
+    rows, _ = evaluate_method(cfg, bundle, method, [dialogue], table, "f")
     permuted = ["hap", "neu", "sad", "ang", None, "ang"]
     other = dataclasses.replace(dialogue, utterances=[dataclasses.replace(u, emotion=e)
                                                      for u, e in zip(dialogue.utterances, permuted)])
-    rows2, _ = evaluate_method(cfg, bundle, method, [other], codes, "f")
+    rows2, _ = evaluate_method(cfg, bundle, method, [other], table, "f")
     assert [r["probs"] for r in rows] == [r["probs"] for r in rows2]
     assert [r["predicted"] for r in rows] == [r["predicted"] for r in rows2]
     assert [r["gold"] for r in rows] != [r["gold"] for r in rows2]  # the labels did change
 
 
 def test_perturbed_training_copies_keep_each_turns_label_and_add_new_audio(setup, tmp_path):
-    from convmem.study.coding import coded_dialogues, perturbed_coded_dialogues
+    from convmem.study.coding import encoder, training_dialogues
 
-    bundle, dialogue, codes = setup
+    bundle, dialogue, _ = setup
     cfg = RunConfig(augment=SpeakerAugmentConfig(copies=2))
-    copies = perturbed_coded_dialogues(cfg, bundle.tokenizer, [dialogue], tmp_path)
-    (original,) = coded_dialogues([dialogue], codes)
+    enc = encoder(bundle.tokenizer, tmp_path, prosody_marks=False, frames=False)
+    original, *copies = training_dialogues(cfg, enc, [dialogue])
     assert [c.dialogue_id for c in copies] == ["d#aug1", "d#aug2"]
     for copy in copies:
         assert [e for _, e in copy.utterances] == [e for _, e in original.utterances]  # None stays None
         assert any(a.size != b.size or (a != b).any() for a, b in zip(copy.codes, original.codes))
-    assert perturbed_coded_dialogues(RunConfig(), bundle.tokenizer, [dialogue], tmp_path) == []
+    assert [c.dialogue_id for c in training_dialogues(RunConfig(), enc, [dialogue])] == ["d"]

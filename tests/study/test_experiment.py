@@ -191,7 +191,7 @@ def test_continuous_frames_run_end_to_end(tmp_path, overrides, corpus):
     from convmem.corpus.manifest import read_manifest
     from convmem.predict import Predictor
     from convmem.slm.audio_embedding import projector_of
-    from convmem.tokenizers.cache import utterance_waveform
+    from convmem.tokenizers.dialogue_audio import utterance_waveform
 
     out = tmp_path / "frames"
     res = _cli("run", "--out", str(out), "-", *overrides, "tokenizer.kind=whisper-kmeans",
@@ -210,7 +210,7 @@ def test_continuous_frames_run_end_to_end(tmp_path, overrides, corpus):
     assert bundle.slm_config.audio_input == "frames" and projector_of(bundle.slm).frame_dim == 384
     dialogue = read_manifest(corpus)[0]
     wave = utterance_waveform(dialogue.utterances[0], dialogue)
-    x = bundle.utterance_input(wave)
+    x = bundle.encoder().conversation().encode(wave).model_input(bundle.vocab)
     assert x.frames.shape == (len(x), 384) and (x.frames[-4:] == 0).all()  # zeros at the 4 marks
     session = Predictor(bundle, memory="dpm").open_session("k")
     got = [session.push_utterance(wave).probs for _ in range(2)]

@@ -144,7 +144,7 @@ def test_fit_on_dialogues_errors(tmp_path, kmeans):
 
 def test_perturbed_copies_are_new_voices_of_the_same_turns_and_are_cached(tmp_path, kmeans):
     from convmem.audio.augment import SpeakerAugmentConfig
-    from convmem.tokenizers.cache import encode_perturbed_copies
+    from convmem.tokenizers.dialogue_audio import encode_perturbed_copies
 
     dialogues = make_dialogues(tmp_path)
     cfg = SpeakerAugmentConfig(copies=2, speed=0.2, gain_db=6.0)
@@ -170,7 +170,7 @@ def test_perturbed_copies_are_new_voices_of_the_same_turns_and_are_cached(tmp_pa
 def test_prosody_marks_compare_turns_within_their_dialogue_and_speaker(tmp_path, kmeans):
     from convmem.audio.augment import SpeakerAugmentConfig
     from convmem.audio.relative_prosody import UNKNOWN, conversation_marks, turn_prosody
-    from convmem.tokenizers.cache import encode_perturbed_copies, measure_marks, utterance_waveform
+    from convmem.tokenizers.dialogue_audio import encode_perturbed_copies, measure_marks, utterance_waveform
 
     dialogues = make_dialogues(tmp_path)
     marks = measure_marks(dialogues, progress=False)
@@ -189,7 +189,8 @@ def test_prosody_marks_compare_turns_within_their_dialogue_and_speaker(tmp_path,
 
 
 def test_turn_prosody_is_cached_by_content(tmp_path):
-    from convmem.tokenizers.cache import PROSODY_VERSION, measure_marks
+    from convmem.tokenizers.cache import PROSODY_VERSION
+    from convmem.tokenizers.dialogue_audio import measure_marks
 
     dialogues = make_dialogues(tmp_path)
     cache = CodeCache(tmp_path / "cache")
@@ -223,7 +224,7 @@ class WithFrames:
 def test_frames_of_dialogues_and_of_perturbed_copies_line_up_with_their_codes(tmp_path, kmeans):
     from convmem.audio.augment import SpeakerAugmentConfig
     from convmem.tokenizers.base import offers_frames, require_frames
-    from convmem.tokenizers.cache import dialogue_frames, encode_perturbed_copies, perturbed_copy_frames
+    from convmem.tokenizers.dialogue_audio import dialogue_frames, encode_perturbed_copies, perturbed_copy_frames
 
     dialogues = make_dialogues(tmp_path)
     tok = WithFrames(kmeans)

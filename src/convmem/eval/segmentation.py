@@ -102,15 +102,14 @@ def run_vad_dialogue(bundle, method: str, dialogue, config: VADConfig = VADConfi
 
     Gold labels are not read: only the gold utterances' times.
     """
-    from convmem.audio.relative_prosody import SpeakerProsodyReference
     from convmem.memory import registry
 
     engine = engine if engine is not None else bundle.engine(method)
     segs, ids = [], []
-    reference = SpeakerProsodyReference()  # VAD segments carry no speaker: one reference
+    live = bundle.encoder().conversation()  # VAD segments carry no speaker: one shared speaker
     for s in _vad_utterances(dialogue, config, model):
         segs.append((s.start, s.end))
-        ids.append(bundle.utterance_input(s.wave, reference))
+        ids.append(live.encode(s.wave).model_input(bundle.vocab))
     n_labels = len(bundle.labels)
     if ids:
         # a memory's own grad mode; a name that is not a registered memory (a study's DPM variant,

