@@ -12,7 +12,7 @@ import pytest
 from convmem.eval.results import ResultsSchemaError, validate_results
 from convmem.memory.mal_probe import MALProbe
 from convmem.study.report import write_outputs
-from tests.eval.conftest import LABELS, META, make_predictions
+from tests.eval.conftest import LABELS, META, make_predictions, write_fold_predictions
 
 
 def _probe_sums() -> dict:
@@ -31,14 +31,7 @@ def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     rows = [dataclasses.asdict(p) for p in make_predictions(n_dialogues=6, folds=("f1",),
                                                             accuracy={"none": 0.5, "mal": 0.6})]
-    fold_dir = out / "folds" / "f1"
-    fold_dir.mkdir(parents=True)
-    for method in ("none", "mal"):
-        mine = [r for r in rows if r["method"] == method]
-        cost = {"seconds": 1.0, "utterances": len(mine), "audio_seconds": 10.0}
-        if method == "mal":
-            cost["mal_probe"] = _probe_sums()
-        (fold_dir / f"predictions_{method}.json").write_text(json.dumps({"rows": mine, "cost": cost}))
+    write_fold_predictions(out, rows, ("none", "mal"), extra_cost={"mal": {"mal_probe": _probe_sums()}})
     write_outputs(out, ["f1"], ["none", "mal"], LABELS, {**META, "folds": ["f1"]}, 50, 0)
     by_key = {}
     for r in rows:
