@@ -55,3 +55,17 @@ def make_table(**kw) -> PredictionTable:
 @pytest.fixture
 def table() -> PredictionTable:
     return make_table()
+
+
+def write_fold_predictions(out, rows: list[dict], methods, fold: str = "f1", extra_cost: dict | None = None) -> None:
+    """`out`/folds/<fold>/predictions_<method>.json as a study writes them, from `rows` (dicts of
+    Prediction); `extra_cost` {method: {key: value}} joins that method's cost block."""
+    import json
+
+    fold_dir = out / "folds" / fold
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        assert mine, method
+        cost = {"seconds": 1.0, "utterances": len(mine), "audio_seconds": 10.0, **(extra_cost or {}).get(method, {})}
+        (fold_dir / f"predictions_{method}.json").write_text(json.dumps({"rows": mine, "cost": cost}))

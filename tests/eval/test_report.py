@@ -106,17 +106,11 @@ def test_none_is_named_by_what_it_read(tmp_path, marks):
     import dataclasses
 
     from convmem.study.report import write_outputs
-    from tests.eval.conftest import LABELS, make_predictions
+    from tests.eval.conftest import LABELS, make_predictions, write_fold_predictions
 
     rows = [dataclasses.asdict(p) for p in make_predictions(n_dialogues=6, folds=("f1",),
                                                             accuracy={"none": 0.5, "window": 0.6})]
-    fold_dir = tmp_path / "folds" / "f1"
-    fold_dir.mkdir(parents=True)
-    for method in ("none", "window"):
-        mine = [r for r in rows if r["method"] == method]
-        assert mine
-        (fold_dir / f"predictions_{method}.json").write_text(json.dumps(
-            {"rows": mine, "cost": {"seconds": 1.0, "utterances": len(mine), "audio_seconds": 10.0}}))
+    write_fold_predictions(tmp_path, rows, ("none", "window"))
     write_outputs(tmp_path, ["f1"], ["none", "window"], LABELS, {**META, "folds": ["f1"], "prosody_marks": marks}, 50, 0)
     results = json.loads((tmp_path / "results.json").read_text())
     report = (tmp_path / "report.md").read_text()

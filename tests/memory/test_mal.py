@@ -264,3 +264,71 @@ def test_layer_out_of_range_is_a_config_error(model) -> None:
     with pytest.raises(ConfigError, match=r"mal.layer must be in \[0, 2\)"):
         MALMemory.build(model, MALConfig(emotion_ids=EMOTIONS, audio_id_range=AUDIO, layer=5))
     assert len(find_decoder_layers(model)) == 2
+
+
+# ----------------------------------------------------------------- diagnostics and gradient flow
+def _identity_memory(model) -> MALMemory:
+    """A fresh adapter as `MALMemory.build` makes it: W_o = 0, the identity."""
+    mem = _memory(model)
+    torch.nn.init.zeros_(mem.adapter.to_out.weight)
+    return mem
+
+
+def test_probe_counts_reads_by_position_and_changes_nothing(model) -> None:
+    from convmem.memory.mal_probe import MALProbe, by_position, merge
+
+    mem = _memory(model)
+    dialogues = [_dialogue(1, 5), _dialogue(2, 3)]  # rows of different lengths
+    plain, _ = _stream(mem, dialogues)
+    mem.probe = MALProbe()
+    probed, _ = _stream(mem, dialogues)
+    assert all(torch.equal(a, b) for a, b in zip(plain, probed))
+    sums = mem.probe.sums()
+    assert sums["n"][:6] == [2, 2, 2, 1, 1, 0]  # the short row stops reading after 3 utterances
+    rows = by_position(sums)
+    assert [r["positions"] for r in rows] == ["0", "1", "2-3", "4-7"]
+    assert [r["n"] for r in rows] == [2, 2, 3, 1]
+    assert all(0 < r["gate"] < 1 and r["residual_ratio"] > 0 for r in rows)
+    assert merge(sums, sums)["n"][:3] == [4, 4, 4] and merge(None, sums) == sums
+
+
+def test_identity_adapter_has_zero_residual_and_an_open_gate(model) -> None:
+    from convmem.memory.mal_probe import MALProbe, by_position
+
+    mem = _identity_memory(model)
+    mem.probe = MALProbe()
+    _stream(mem, [_dialogue(3, 2)])
+    rows = by_position(mem.probe.sums())
+    assert [r["residual_ratio"] for r in rows] == [0.0, 0.0] and all(0.2 < r["gate"] < 0.8 for r in rows)
+
+
+def test_gradient_flows_out_of_the_identity_adapter(model) -> None:
+    # W_o = 0 blocks every gradient but W_o's own on the first step; W_o's is non-zero because the
+    # gate starts open (~0.5), so one step later the gradient reaches gate, query, memory and writes
+    import torch.nn.functional as F
+
+    mem = _identity_memory(model)
+    mem.differentiable = True
+    dialogues = [_dialogue(4, 2), _dialogue(5, 2)]
+    params = dict(mem.adapter.named_parameters())
+
+    def backward() -> None:
+        mem.adapter.zero_grad(set_to_none=True)
+        state, loss = mem.init(2), torch.zeros(())
+        for i in range(2):
+            batch = dialogue_window_batch(dialogues, i, END, 0)
+            state, _ = mem.write(state, batch)
+            loss = loss + F.cross_entropy(mem.read(state, batch), torch.tensor([0, 1]))
+        loss.backward()
+
+    def grad_size(name: str) -> float:
+        g = params[name].grad
+        return 0.0 if g is None else float(g.abs().sum())
+
+    backward()
+    assert grad_size("to_out.weight") > 0
+    later = ("to_gate.weight", "to_query.weight", "to_key.weight", "to_value.weight", "memory.mlp.weights.0")
+    assert all(grad_size(n) == 0 for n in later)
+    torch.optim.AdamW(mem.adapter.parameters(), lr=1e-3).step()
+    backward()
+    assert all(grad_size(n) > 0 for n in later), {n: grad_size(n) for n in later}

@@ -137,3 +137,48 @@ def test_dialogues_of_different_lengths_keep_the_adapter_finite() -> None:
                        MALTrainConfig(epochs=2, batch_size=2, tbptt=4, lr=1e-3), cfg, END, progress=False)
     assert result.losses and all(math.isfinite(x) for x in result.losses)
     assert all(torch.isfinite(p).all() for p in memory.adapter.parameters())
+
+
+def test_validation_keeps_the_best_epoch_and_stops_after_patience(one_thread) -> None:
+    model = _tiny_llama()
+    cfg = MALConfig(emotion_ids=EMOTIONS, audio_id_range=AUDIO, layer=1)
+    torch.manual_seed(3)
+    memory = MALMemory.build(model, cfg)
+    val = _hidden_offset_dialogues(8, seed=30)
+    # lr 0.3: validation loss soon stops improving, so patience ends the run before `epochs`
+    result = train_mal(model, memory.adapter, _hidden_offset_dialogues(8, seed=31),
+                       MALTrainConfig(epochs=12, batch_size=8, tbptt=4, lr=0.3, patience=2), cfg, END,
+                       progress=False, val_dialogues=val)
+    run = len(result.val_losses) - 1  # index 0 is the fresh adapter
+    assert 1 <= result.best_epoch <= run and len(result.losses) == run  # one step per epoch here
+    assert run < 12 and run - result.best_epoch == 2  # stopped by patience
+    assert result.val_losses[result.best_epoch] == min(result.val_losses[1:])
+    ce, acc, _ = evaluate_mal(memory, val, END)  # the kept adapter is the best epoch's
+    assert ce == pytest.approx(result.val_losses[result.best_epoch], rel=1e-5)
+    assert acc == pytest.approx(result.val_accuracies[result.best_epoch])
+
+
+def test_without_validation_every_epoch_runs_and_the_last_is_kept() -> None:
+    model = _tiny_llama()
+    cfg = MALConfig(emotion_ids=EMOTIONS, audio_id_range=AUDIO, layer=1)
+    torch.manual_seed(4)
+    memory = MALMemory.build(model, cfg)
+    result = train_mal(model, memory.adapter, _hidden_offset_dialogues(4, seed=5),
+                       MALTrainConfig(epochs=3, batch_size=4, patience=1), cfg, END, progress=False)
+    assert result.best_epoch == 3 and result.val_losses == [] and len(result.losses) == 3
+
+
+def test_validation_session_is_the_last_training_session() -> None:
+    from convmem.corpus.types import Dialogue
+    from convmem.study.training import mal_validation_dialogues
+
+    def dialogue(did: str, session: str) -> Dialogue:
+        return Dialogue(dialogue_id=did, session=session, utterances=[])
+
+    train = [dialogue("a1", "S01"), dialogue("c1", "S03"), dialogue("b1", "S02"), dialogue("c2", "S03")]
+    assert mal_validation_dialogues(train, 1) == ["c1", "c2"]
+    assert mal_validation_dialogues(train, 2) == ["c1", "b1", "c2"]
+    assert mal_validation_dialogues(train, 0) == []
+    assert mal_validation_dialogues(train, 3) == []  # nothing would be left to train on
+    with pytest.raises(Exception, match="mal_train.val_sessions"):
+        MALTrainConfig(val_sessions=-1)

@@ -126,6 +126,9 @@ def render_report(results: dict, plots: dict[str, str] | None = None) -> str:
                 _bucket_tables(results, extra, ("complete_dialogue", "all")), ""]
     out += ["## Long-context bucket (where memory matters)", "",
             _bucket_tables(results, methods, ("long_context",)), ""]
+    memory_effect = _memory_effect_section(results)
+    if memory_effect:
+        out += [memory_effect, ""]
     out += [_paired_section(results), ""]
     if "baseline" in results:
         out += [_paired_section(results, "baseline"), ""]
@@ -135,6 +138,29 @@ def render_report(results: dict, plots: dict[str, str] | None = None) -> str:
         out += [cost, ""]
     out += [_failures_section(results), "", _plots_section(results, plots), ""]
     return "\n".join(out)
+
+
+def _memory_effect_section(results: dict) -> str | None:
+    """How much each memory moves `none`'s decisions (meta "changed_vs_none") and, for MAL, its gate
+    and residual norm by utterance position (meta "mal_diagnostics"); None when the run has neither."""
+    meta = results["meta"]
+    changed, mal = meta.get("changed_vs_none") or {}, meta.get("mal_diagnostics") or {}
+    if not changed and not mal:
+        return None
+    out = ["## What the memories change", ""]
+    if changed:
+        out += ["Share of the utterances scored by both whose predicted label differs from `none`'s "
+                "(right or wrong): a memory that changes nothing cannot help.", "",
+                _table(["Method", "changed vs `none` %", "n utt."],
+                       [[method_name(m, meta), _pct(c["changed"]), str(c["n"])] for m, c in changed.items()]), ""]
+    for m, rows in mal.items():
+        out += [f"*{method_name(m, meta)}: gate and residual by utterance position (0 = first turn, read "
+                "against the fresh memory); residual / hidden = mean ‖g·W_o r‖ / ‖h‖ over the audio tokens "
+                "at the adapter's layer*", "",
+                _table(["Positions", "reads", "gate mean", "residual / hidden"],
+                       [[r["positions"], str(r["n"]), f"{r['gate']:.3f}", f"{r['residual_ratio']:.4g}"]
+                        for r in rows]), ""]
+    return "\n".join(out).rstrip()
 
 
 def _headline(results: dict) -> str:

@@ -82,6 +82,7 @@ def validate_results(obj) -> None:
             n_limit = obj["meta"]["n_limit"]
             if n_limit is not None:
                 c.is_int(n_limit, "meta.n_limit", lo=1)
+            _check_memory_effect(c, obj["meta"])
         labels = obj["labels"]
         if not (isinstance(labels, list) and labels and all(isinstance(x, str) and x for x in labels)
                 and len(set(labels)) == len(labels)):
@@ -109,6 +110,31 @@ def validate_results(obj) -> None:
         shown = "\n  ".join(c.problems[:20])
         more = f"\n  (+{len(c.problems) - 20} more)" if len(c.problems) > 20 else ""
         raise ResultsSchemaError(f"results do not follow the schema ({len(c.problems)} problems):\n  {shown}{more}")
+
+
+def _check_memory_effect(c: _Checker, meta: dict) -> None:
+    """Optional meta.changed_vs_none {method: {n, changed}} and meta.mal_diagnostics {method: [{positions,
+    n, gate, residual_ratio}]} (study/report.py)."""
+    changed = meta.get("changed_vs_none")
+    if changed is not None and c.is_dict(changed, "meta.changed_vs_none"):
+        for m, v in changed.items():
+            p = f"meta.changed_vs_none.{m}"
+            if c.is_dict(v, p, ("n", "changed")):
+                c.is_int(v["n"], f"{p}.n", lo=1)
+                c.fraction(v["changed"], f"{p}.changed", nullable=False)
+    mal = meta.get("mal_diagnostics")
+    if mal is not None and c.is_dict(mal, "meta.mal_diagnostics"):
+        for m, rows in mal.items():
+            if not isinstance(rows, list):
+                c.fail(f"meta.mal_diagnostics.{m}", f"expected a list of position buckets, got {rows!r}")
+                continue
+            for i, r in enumerate(rows):
+                p = f"meta.mal_diagnostics.{m}[{i}]"
+                if c.is_dict(r, p, ("positions", "n", "gate", "residual_ratio")):
+                    c.is_int(r["n"], f"{p}.n", lo=1)
+                    c.fraction(r["gate"], f"{p}.gate", nullable=False)
+                    if not isinstance(r["residual_ratio"], Real) or not r["residual_ratio"] >= 0:
+                        c.fail(f"{p}.residual_ratio", f"expected a number >= 0, got {r['residual_ratio']!r}")
 
 
 def _check_settings(c: _Checker, s) -> None:

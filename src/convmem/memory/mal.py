@@ -151,6 +151,8 @@ class MALMemory:
         differentiable: keep the autograd graph through writes and reads (outer-loop training).
             Off by default so that streaming a long dialogue never grows a graph, whatever the
             caller's grad mode.
+
+    Set `probe` to a `MALProbe` to record gate activation and residual norm by utterance position.
     """
 
     name = "mal"
@@ -172,6 +174,8 @@ class MALMemory:
         self._layer = layers[layer]
         self._emotion_ids = torch.tensor(cfg.emotion_ids, dtype=torch.long)
         self.differentiable = differentiable
+        # a MALProbe (memory/mal_probe.py) to record gate and residual norms of every read, or None
+        self.probe = None
 
     @classmethod
     def build(cls, model: nn.Module, cfg: MALConfig) -> "MALMemory":
@@ -255,10 +259,16 @@ class MALMemory:
         else:
             mask = self._utterance_audio(batch)
 
+            probe = None
+            if self.probe is not None:
+                # the read follows the write, so the utterance's position is n_writes - 1
+                positions = torch.where(batch.active, state.n_writes - 1, torch.full_like(state.n_writes, -1))
+                probe = lambda g, r, h, m: self.probe(g, r, h, m, positions)  # noqa: E731
+
             def add_residual(h: torch.Tensor) -> torch.Tensor:
                 return self.adapter.read(
                     state.read_weights, state.read_momentum, h, mask,
-                    self.cfg.chunk_size, self.cfg.read_within_utterance,
+                    self.cfg.chunk_size, self.cfg.read_within_utterance, probe,
                 )
 
             with layer_input_hook(self._layer, add_residual):

@@ -133,9 +133,20 @@ class MALAdapter(nn.Module):
     # --------------------------------------------------------------- pieces
     def residual(self, weights: Params, x: torch.Tensor) -> torch.Tensor:
         """g * W_o M(W_q x) for normed states x float32[B, T, D] -> float32[B, T, D]."""
+        gate, out = self.gated(weights, x)
+        return gate * out
+
+    def gated(self, weights: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g, W_o M(W_q x)), each float32[B, T, D], for normed states x float32[B, T, D].
+
+        Gradient flow from a fresh adapter: W_o = 0 makes d/dW_o = g * M(.) (non-zero: the gate
+        starts near sigmoid(0) = 0.5, never closed) and every other factor's gradient zero; after
+        the first optimizer step W_o is non-zero and the gradient reaches gate, query, memory and
+        the write side. Both factors starting at zero (or a closed gate) would stall all of them.
+        """
         u = self.to_query(x)
         read = self.memory.recall(weights, F.normalize(u, dim=-1))
-        return torch.sigmoid(self.to_gate(u)) * self.to_out(read)
+        return torch.sigmoid(self.to_gate(u)), self.to_out(read)
 
     def _write_chunk(
         self, weights: Params, momentum: Params, x: torch.Tensor, chunk: torch.Tensor
@@ -182,8 +193,12 @@ class MALAdapter(nn.Module):
         mask: torch.Tensor,
         chunk_size: int | None,
         within_utterance: bool,
+        probe: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """h with the gated memory residual added at the masked positions: [B, T, D] -> same dtype.
+
+        `probe(gate, residual, h, mask)`, when given, sees the gate and residual float32[B, T, D],
+        h float32[B, T, D] and mask bool[B, T] of this read (detached; diagnostics only).
 
         `within_utterance` (needs chunk_size): chunk c of the utterance reads the memory after the
         utterance's chunks < c were written (Titans' causal chunking); otherwise every token reads
@@ -193,11 +208,17 @@ class MALAdapter(nn.Module):
         if within_utterance and chunk_size is not None:
             ids, n_chunks = chunk_index(mask, chunk_size)
             res = torch.zeros_like(x)
+            gate = torch.zeros_like(x)
             for c in range(n_chunks):
                 chunk = ids == c
-                res = torch.where(chunk.unsqueeze(-1), self.residual(weights, x), res)
+                g, out = self.gated(weights, x)
+                res = torch.where(chunk.unsqueeze(-1), g * out, res)
+                gate = torch.where(chunk.unsqueeze(-1), g, gate)
                 if c + 1 < n_chunks:
                     weights, momentum, _ = self._write_chunk(weights, momentum, x, chunk)
         else:
-            res = self.residual(weights, x)
+            gate, out = self.gated(weights, x)
+            res = gate * out
+        if probe is not None:
+            probe(gate.detach(), res.detach(), h.detach().float(), mask)
         return torch.where(mask.unsqueeze(-1), h + res.to(h.dtype), h)

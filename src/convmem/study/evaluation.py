@@ -39,6 +39,11 @@ def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encod
                            window_full_limit=cfg.eval.window_full_limit)
     mine = test[rank::world]
     convs = [coding.utterance_inputs(bundle.vocab, d, table) for d in mine]
+    probe = None
+    if hasattr(engine.memory, "probe") and not vad:
+        from convmem.memory.mal_probe import MALProbe
+
+        probe = engine.memory.probe = MALProbe()
     t0 = time.perf_counter()
     with spec.grad_mode():
         if vad:
@@ -76,6 +81,9 @@ def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encod
                 "session": d.session, "speaker": u.speaker,
             })
     cost = _cost(mine, seconds)
+    if probe is not None:
+        engine.memory.probe = None
+        cost["mal_probe"] = probe.sums()
     if vad:
         cost["unmatched_gold_utterances"] = int(sum(np.isnan(r.logits).any(-1).sum() for r in results))
     return rows, cost

@@ -36,7 +36,9 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
     from convmem.eval.results import ResultsConfig
     from convmem.eval.stats import BootstrapConfig
 
-    preds, cost = [], {}
+    from convmem.memory.mal_probe import by_position, merge
+
+    preds, cost, probes = [], {}, {}
     for fold in folds:
         for method in methods:
             blob = json.loads((out / "folds" / fold / f"predictions_{method}.json").read_text())
@@ -44,7 +46,9 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
                 preds.append(Prediction(**{**r, "probs": tuple(r["probs"])}))
             c = cost.setdefault(method, {"seconds": 0.0, "utterances": 0, "audio_seconds": 0.0})
             for k, v in blob["cost"].items():
-                if k != "processes":
+                if k == "mal_probe":
+                    probes[method] = merge(probes.get(method), v)
+                elif k != "processes":
                     c[k] = c.get(k, 0) + v
     table = table_from_predictions(preds, labels, origin=str(out))
     rcfg = ResultsConfig(bootstrap=BootstrapConfig(n_resamples=bootstrap, seed=seed))
@@ -58,9 +62,29 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
     marks = bool(meta.get("prosody_marks", False))
     labels_of = {m: registry.label(m, marks) for m in methods}
     meta = {**meta, "method_labels": {m: lab for m, lab in labels_of.items() if lab}}
+    changed = changed_vs_none(preds)
+    if changed:
+        meta["changed_vs_none"] = changed
+    if probes:
+        meta["mal_diagnostics"] = {m: by_position(p) for m, p in probes.items()}
     outputs = write_evaluation(table, meta, out, rcfg, cost=cost_table)
     atomic_write_json(out / "cost.json", cost_table)
     return outputs.report
+
+
+def changed_vs_none(preds) -> dict:
+    """{method: {"n": utterances both scored, "changed": fraction whose predicted label differs
+    from `none`'s}} for every method but `none` (empty without a `none` row): how much a memory
+    moves the utterance-alone decision, whether or not it moves it the right way."""
+    base = {(p.fold, p.dialogue, p.utterance): p.predicted for p in preds if p.method == "none"}
+    counts: dict[str, list[int]] = {}
+    for p in preds:
+        key = (p.fold, p.dialogue, p.utterance)
+        if p.method != "none" and key in base:
+            c = counts.setdefault(p.method, [0, 0])
+            c[0] += 1
+            c[1] += p.predicted != base[key]
+    return {m: {"n": n, "changed": k / n} for m, (n, k) in counts.items()}
 
 
 def code_commit() -> str:

@@ -4,6 +4,7 @@ equal a single process's."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -25,6 +26,10 @@ def write_shard(path: Path, rows: list[dict], cost: dict, rank: int, world: int)
         total = {"seconds": max(p["cost"]["seconds"] for p in parts),
                  "utterances": sum(p["cost"]["utterances"] for p in parts),
                  "audio_seconds": sum(p["cost"]["audio_seconds"] for p in parts), "processes": world}
+        if any("mal_probe" in p["cost"] for p in parts):
+            from convmem.memory.mal_probe import merge
+
+            total["mal_probe"] = functools.reduce(merge, (p["cost"].get("mal_probe") for p in parts), None)
         atomic_write_json(path, {"rows": merged, "cost": total}, indent=None)
         for r in range(world):
             path.with_name(f"{path.stem}.rank{r}of{world}.json").unlink()

@@ -8,6 +8,7 @@ part it was training (the SLM loop also resumes from its checkpoints)."""
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 from convmem.config import to_dict
@@ -82,11 +83,24 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
 
         mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
         adapter = MALMemory.build(slm, mal_cfg).adapter
-        dialogues = [[UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)
-                      for x, e in zip(cd.inputs(vocab), cd.emotions)] for cd in coded()]
+        held = set(mal_validation_dialogues(train, cfg.mal_train.val_sessions))
+        fit, val = [], []
+        for cd in coded():
+            tokens = [UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)
+                      for x, e in zip(cd.inputs(vocab), cd.emotions)]
+            source = cd.dialogue_id.split("#aug")[0]
+            if source not in held:
+                fit.append(tokens)
+            elif source == cd.dialogue_id:  # a perturbed copy of a validation dialogue is dropped
+                val.append(tokens)
         mark_ids = (vocab.mark_offset, vocab.size) if vocab.prosody_marks else None
-        train_mal(slm, adapter, dialogues, cfg.mal_train, mal_cfg, vocab.audio_end_id, mark_id_range=mark_ids)
+        result = train_mal(slm, adapter, fit, cfg.mal_train, mal_cfg, vocab.audio_end_id,
+                           mark_id_range=mark_ids, val_dialogues=val)
         save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
+        (model_dir / "mal" / "train_log.json").write_text(json.dumps(
+            {"best_epoch": result.best_epoch, "val_losses": result.val_losses,
+             "val_accuracies": result.val_accuracies, "val_dialogues": len(val), "train_dialogues": len(fit),
+             "steps": len(result.losses)}, indent=1))
 
     if not (model_dir / "MODEL_CARD.md").exists():
         from convmem.model_card import render_card
@@ -103,3 +117,14 @@ def training_summary(train: list[Dialogue], labels) -> dict:
     return {"label_counts": label_counts(train, labels), "dialogues": len(train),
             "sessions": sorted({d.session for d in train}),
             "speakers": sorted({u.speaker for d in train for u in d.utterances})}
+
+
+def mal_validation_dialogues(train: list[Dialogue], n_sessions: int) -> list[str]:
+    """Ids of the training dialogues MAL validates on: those of the last `n_sessions` training
+    sessions (sorted by name), so they are speakers MAL did not train on and never the test fold.
+    [] when fewer than two sessions would be left to train (a one-session fold trains on all)."""
+    sessions = sorted({d.session for d in train})
+    if n_sessions < 1 or len(sessions) - n_sessions < 1:
+        return []
+    held = set(sessions[-n_sessions:])
+    return [d.dialogue_id for d in train if d.session in held]

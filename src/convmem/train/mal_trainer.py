@@ -3,8 +3,15 @@
 Projections, gate, the memory's initial weights M_0 and the theta/eta/alpha heads are learned with
 the emotion cross-entropy of scored utterances, backpropagating through the memory writes across
 K consecutive utterances of each dialogue (truncated backprop through time: the state is detached
-every K utterances). Training streams dialogues through the very `MALMemory.write/read` used at
-inference, so the trained adapter is the one evaluated.
+every K utterances, and the optimizer steps once per K-utterance segment). Training streams
+dialogues through the very `MALMemory.write/read` used at inference, so the trained adapter is the
+one evaluated.
+
+Length and selection: up to `epochs` passes, and, given validation dialogues (the study holds out
+whole sessions from inside the training sessions, never the test fold), the adapter kept is the one
+of the epoch with the lowest validation cross-entropy; `patience` epochs without improvement stop
+the run. A backbone that has fit its own training dialogues leaves little training signal there,
+so the validation pass is also what tells whether MAL helps beyond the utterance alone.
 
 Input types are minimal on purpose: a dialogue is a list of `UtteranceTokens` (audio ids + label
 index or None); the window of utterance i is [history prefix..., audio ids..., <audio_end>].
@@ -20,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from convmem.config import Count, NonNegative, Positive, Seed
+from convmem.config import Count, Index, NonNegative, Positive, Seed
 from convmem.errors import ConfigError
 from convmem.memory.base import WindowBatch
 from convmem.memory.mal import MALConfig, MALMemory
@@ -52,24 +59,32 @@ class MALTrainConfig:
     """Outer-loop settings.
 
     Attributes:
-        epochs: passes over the training dialogues.
+        epochs: the most passes over the training dialogues (fewer when validation stops early).
         batch_size: dialogues streamed side by side (memory rows).
-        tbptt: K, utterances per truncated-backprop segment.
-        lr, weight_decay: AdamW on the adapter parameters only.
+        tbptt: K, utterances per truncated-backprop segment (one optimizer step per segment).
+        lr, weight_decay: AdamW on the adapter parameters only — MAL's own rate, not the SLM's:
+            the adapter starts as the identity and must grow a residual that reaches the argmax.
         max_grad_norm: clip of the adapter gradient (outer loop; the inner one has its own).
+        patience: epochs without a lower validation cross-entropy before stopping (with validation).
+        val_sessions: whole training sessions the study holds out for that validation (0 = none:
+            train every epoch and keep the last adapter).
         seed: shuffling seed.
     """
 
-    epochs: Count = 3
+    epochs: Count = 30
     batch_size: Count = 8
     tbptt: Count = 4
-    lr: Positive = 1e-3
+    lr: Positive = 3e-3
     weight_decay: NonNegative = 0.01
     max_grad_norm: Positive = 1.0
+    patience: Count = 5
+    val_sessions: Index = 1
     seed: Seed = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "tbptt"):
+        if not isinstance(self.val_sessions, int) or self.val_sessions < 0:
+            raise ConfigError(f"mal_train.val_sessions must be an integer >= 0, got {self.val_sessions!r}")
+        for name in ("epochs", "batch_size", "tbptt", "patience"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"mal_train.{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("lr", "max_grad_norm"):
@@ -79,9 +94,19 @@ class MALTrainConfig:
 
 @dataclass
 class MALTrainResult:
-    """losses: mean emotion CE of every optimizer step, in order."""
+    """What the outer loop did.
+
+    Attributes:
+        losses: mean emotion CE of every optimizer step, in order.
+        val_losses, val_accuracies: validation CE and accuracy after each epoch, starting with the
+            fresh adapter (index 0 = before training); empty without validation dialogues.
+        best_epoch: the epoch whose adapter was kept (1-based; the last one without validation).
+    """
 
     losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    val_accuracies: list[float] = field(default_factory=list)
+    best_epoch: int = 0
 
 
 def dialogue_window_batch(
@@ -183,41 +208,72 @@ def train_mal(
     audio_end_id: int,
     progress: bool = True,
     mark_id_range: tuple[int, int] | None = None,
+    val_dialogues: Sequence[Dialogue] | None = None,
 ) -> MALTrainResult:
     """Train `adapter` in place on `train_dialogues`; the backbone `model` is frozen and untouched.
     `mark_id_range`: (first, last + 1) ids of the prosody marks when the model reads them.
+    `val_dialogues`: dialogues kept out of training whose cross-entropy picks the epoch kept (and
+    stops the run after `cfg.patience` epochs without improvement); None or [] = keep the last.
 
-    Returns the per-step losses. Raises RuntimeError if any backbone gradient appeared.
+    Returns the per-step losses and the validation curve. Raises RuntimeError if any backbone
+    gradient appeared.
     """
     if not mal_cfg.enabled:
         raise ConfigError("mal.enabled is false: there is no adapter to train")
     check_dialogues(train_dialogues, mal_cfg, mark_id_range)
+    val = list(val_dialogues or [])
+    if val:
+        check_dialogues(val, mal_cfg, mark_id_range)
     memory = MALMemory(model, adapter, mal_cfg, differentiable=True)
     was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
     model.eval().requires_grad_(False)
-    adapter.train()
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = next(adapter.parameters()).device
     result = MALTrainResult()
+    best: dict[str, torch.Tensor] | None = None
     n_batches = -(-len(train_dialogues) // cfg.batch_size) * cfg.epochs
     bar = tqdm(total=n_batches, desc="train MAL", disable=not progress)
     try:
-        for _ in range(cfg.epochs):
+        if val:
+            _validate(memory, val, audio_end_id, cfg.batch_size, result)
+        for epoch in range(1, cfg.epochs + 1):
+            adapter.train()
             order = torch.randperm(len(train_dialogues), generator=gen).tolist()
             for group in _batches([train_dialogues[i] for i in order], cfg.batch_size):
                 _train_group(memory, group, cfg, audio_end_id, opt, device, result)
                 bar.update(1)
                 if result.losses:
                     bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+            if not val:
+                result.best_epoch = epoch
+                continue
+            _validate(memory, val, audio_end_id, cfg.batch_size, result)
+            # epoch 0 (the identity adapter) is reported, never kept: the run exists to train MAL
+            if best is None or result.val_losses[-1] < result.val_losses[result.best_epoch]:
+                result.best_epoch = epoch
+                best = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+            elif epoch - result.best_epoch >= cfg.patience:
+                break
     finally:
         bar.close()
+        adapter.eval()
         model.train(was_training)
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
+    if best is not None:
+        adapter.load_state_dict(best)
     if any(p.grad is not None for p in model.parameters()):
         raise RuntimeError("a backbone parameter received a gradient: MAL must leave the backbone frozen")
     return result
+
+
+def _validate(memory: MALMemory, val: Sequence[Dialogue], audio_end_id: int, batch_size: int,
+              result: MALTrainResult) -> None:
+    memory.adapter.eval()
+    ce, acc, _ = evaluate_mal(memory, val, audio_end_id, batch_size)
+    result.val_losses.append(ce)
+    result.val_accuracies.append(acc)
 
 
 def _train_group(
