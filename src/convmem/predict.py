@@ -283,7 +283,7 @@ class Predictor:
 
         utterance = self.bundle.utterance_input(wave16k, reference, speaker)
         with self.model_lock, self._grad_mode():
-            logits, _ = conv.push(utterance)
+            logits = conv.push(utterance).logits
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
     def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None,
