@@ -57,7 +57,7 @@ def train(run: str, out_dir: Path, max_steps: int | None = None, resume: bool = 
 
 
 def main(out: Path) -> None:
-    from accelerate import PartialState
+    from convmem.parallel import process_state
 
     weights = {}
     for run in RUNS:
@@ -65,7 +65,7 @@ def main(out: Path) -> None:
     # stopped after STOP_AT steps as a separate run would be, then resumed from its checkpoint
     train("dense", out / "resumed", max_steps=STOP_AT)
     weights["resumed"] = train("dense", out / "resumed", resume=True).state_dict()
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         torch.save(weights, out / "weights.pt")
 
 

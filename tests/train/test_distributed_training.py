@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.distributed import ENV, two_process_launch
 from tests.train import ddp_worker
 
 pytestmark = pytest.mark.slow  # as the 2-process evaluation test (tests/study/test_experiment.py)
@@ -33,27 +32,12 @@ def _log(run_dir: Path) -> list[dict]:
     return json.loads((run_dir / "train_log.json").read_text())["history"]
 
 
-def two_process_launch(*args: str) -> list[str]:
-    """`accelerate launch` of 2 CPU processes (gloo) on a free port. Not `--cpu --num_processes 2`:
-    without an mpirun hostfile that starts ONE process (accelerate's simple launcher); `--multi_gpu`
-    starts them through torchrun, and ACCELERATE_USE_CPU (`_ENV`) keeps them on the CPU."""
-    with socket.socket() as s:  # a fixed port would collide with any other run on the machine
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
-            "--dynamo_backend", "no", *args]
-
-
-_ENV = {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-
-
 @pytest.fixture(scope="module")
 def two(tmp_path_factory) -> Path:
     pytest.importorskip("accelerate")
     out = tmp_path_factory.mktemp("two")
     res = subprocess.run(two_process_launch(str(Path(ddp_worker.__file__)), str(out)), capture_output=True,
-                         text=True, timeout=300, env={**os.environ, **_ENV})
+                         text=True, timeout=300, env={**os.environ, **ENV})
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     return out
 
