@@ -11,25 +11,9 @@ from convmem.slm.stream import CodedDialogue, dialogue_stream
 from convmem.slm.windows import Example, collate, build_examples
 from convmem.train.checkpoint import latest_checkpoint
 from convmem.train.loop import TrainConfig, epoch_batches, train_slm
+from tests.train.tiny_data import LABELS, dialogues
 
-LABELS = ("neu", "hap", "sad", "ang")
 SMALL = SLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, n_limit=64)
-
-
-def dialogues(n_dialogues=3, n_utts=6, seed=0, codebook=16):
-    """Emotion k speaks codes from its own quarter of the codebook, so it can be learnt."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for d in range(n_dialogues):
-        utts = []
-        for _ in range(n_utts):
-            k = int(rng.integers(0, 4))
-            lo = k * codebook // 4
-            codes = rng.integers(lo, lo + codebook // 4, int(rng.integers(3, 12))).astype(np.int64)
-            utts.append((codes, LABELS[k] if rng.random() < 0.85 else None))
-        out.append(CodedDialogue(f"d{d}", utts))
-    return out
-
 
 
 class Interrupt(Exception):
