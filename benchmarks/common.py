@@ -246,7 +246,7 @@ def stream_live(bundle, method: str, turns: Sequence[Turn], checkpoints_min: Seq
                 if last:
                     break
     return {"method": method, "warmup_utterances": warmup, "baseline_rss_mb": base_rss, "checkpoints": rows,
-            "history_tokens_at_end": int(sum(per["tokens"]) + 2 * len(per["tokens"]))}
+            "history_tokens_at_end": conv.history_tokens}
 
 
 def _checkpoint(minutes: float, per: dict, warmup: int, base_rss: float) -> dict:

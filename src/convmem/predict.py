@@ -284,7 +284,7 @@ class Predictor:
 
         encoded = encoder.encode(wave16k, speaker)
         with self.model_lock, self._grad_mode():
-            logits, _ = conv.push(encoded.model_input(self.bundle.vocab))
+            logits = conv.push(encoded.model_input(self.bundle.vocab)).logits
         return torch.softmax(torch.from_numpy(logits).double(), -1).numpy(), encoded.speaker
 
     def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None,

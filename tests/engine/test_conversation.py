@@ -3,7 +3,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from convmem.corpus.types import Dialogue, Utterance
 from convmem.engine.conversation import ConversationEngine
+from convmem.engine.history import history_counts, long_context
+from convmem.eval.majority import majority_rows
 from convmem.memory.context import ContextMemory
 
 AUDIO_END = 40
@@ -109,3 +112,67 @@ def test_live_conversation_equals_streaming_run(model):
     live.close()
     with pytest.raises(RuntimeError, match="closed"):
         live.push(conv[0])
+
+
+def test_live_push_reports_what_the_run_reports(model):
+    # the live path is the engine's step: every per-utterance figure, not only the logits
+    conv = [torch.randint(0, 40, (5,)), torch.randint(0, 40, (60,)), torch.randint(0, 40, (7,))]
+    eng = _engine(model, n_limit=32)
+    full = eng.run([conv], keys=["x"])[0]
+    live = eng.open("x")
+    steps = [live.push(u) for u in conv]
+    np.testing.assert_array_equal(np.stack([s.logits for s in steps]), full.logits)
+    assert [s.history_tokens for s in steps] == full.history_tokens.tolist()
+    assert [s.window_tokens for s in steps] == full.window_tokens.tolist()
+    assert [s.truncated for s in steps] == full.truncated.tolist() == [False, True, False]
+    assert live.history_tokens == full.history_tokens[-1] + conv[-1].numel() + 2
+
+
+def test_step_by_hand_equals_run_with_rows_idle_and_refilled(model):
+    # drive the public step directly: row 1 idles after its conversation ends, row 0 keeps going
+    a, b = _dialogue(50, 4), _dialogue(51, 2)
+    eng = _engine(model)
+    want = eng.run([a, b], keys=["a", "b"], batch_size=2)
+    state = eng.memory.reset(eng.memory.init(2), [0, 1], ["a", "b"])
+    cursors = [eng.cursor(), eng.cursor()]
+    got = [[], []]
+    for k in range(4):
+        rows = [cursors[0], cursors[1] if k < 2 else None]
+        state, steps = eng.step(state, rows, [a[k], b[k] if k < 2 else None])
+        assert (steps[1] is None) == (k >= 2)
+        for r, s in enumerate(steps):
+            if s is not None:
+                got[r].append(s)
+    for res, steps in zip(want, got):
+        np.testing.assert_array_equal(np.stack([s.logits for s in steps]), res.logits)
+        assert [s.history_tokens for s in steps] == res.history_tokens.tolist()
+    assert [c.pos for c in cursors] == [4, 2]
+
+
+def test_step_refuses_labels_unless_oracle(model):
+    eng = _engine(model)
+    state = eng.memory.init(1)
+    with pytest.raises(ValueError, match="oracle"):
+        eng.step(state, [eng.cursor()], [_dialogue(52, 1)[0]], labels=[0])
+
+
+@pytest.mark.parametrize("mode", ["predicted", "none"])
+def test_history_counts_is_the_engines_count(model, mode):
+    # callers without an engine (majority row, gold rows of a VAD run) get the engine's figure
+    conv = _dialogue(60, 9)
+    res = _engine(model, n_limit=24, emotion_tokens=mode).run([conv])[0]  # history far beyond the window
+    np.testing.assert_array_equal(history_counts([u.numel() for u in conv], mode == "predicted"),
+                                  res.history_tokens)
+    assert history_counts([], True).shape == (0,)
+
+
+def test_majority_rows_count_history_like_the_engine(model):
+    conv = _dialogue(61, 5)
+    res = _engine(model, n_limit=24).run([conv])[0]
+    utts = [Utterance(f"d_T{i}", "S_A", float(i), i + 0.5, None if i == 1 else "neu") for i in range(5)]
+    rows = majority_rows([Dialogue("t", "S", [Utterance("t_T0", "S_A", 0.0, 1.0, "hap")])],
+                         [Dialogue("d", "S", utts)], {u.id: c.numel() for u, c in zip(utts, conv)},
+                         ("neu", "hap", "sad", "ang"), "f", 24, emotion_token=True)
+    assert [r["history_tokens"] for r in rows] == [int(res.history_tokens[i]) for i in (0, 2, 3, 4)]
+    assert [r["long_context"] for r in rows] == [
+        bool(long_context(res.history_tokens[i], conv[i].numel(), 24)) for i in (0, 2, 3, 4)]

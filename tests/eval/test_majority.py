@@ -38,7 +38,7 @@ def test_training_prior_counts_scored_training_utterances_only():
 def test_rows_predict_the_training_majority_and_count_history_like_the_engine():
     test = [_dialogue("S03_D01", "S03", ["neu", None, "hap", "neu"])]
     tokens = {u.id: n for u, n in zip(test[0].utterances, (30, 5, 40, 50))}
-    rows = majority_rows(TRAIN, test, tokens, LABELS, "loso_S03", n_limit=80, history_extra=2)
+    rows = majority_rows(TRAIN, test, tokens, LABELS, "loso_S03", n_limit=80, emotion_token=True)
     assert [r["utterance"] for r in rows] == ["S03_D01_T000", "S03_D01_T002", "S03_D01_T003"]
     assert {r["predicted"] for r in rows} == {"sad"}
     assert rows[0]["probs"] == pytest.approx([0.25, 0.125, 0.5, 0.125])
@@ -52,8 +52,8 @@ def test_rows_predict_the_training_majority_and_count_history_like_the_engine():
 
 def test_test_labels_never_change_the_prediction():
     tokens = {f"S03_D01_T{i:03d}": 10 for i in range(4)}
-    a = majority_rows(TRAIN, [_dialogue("S03_D01", "S03", ["neu", "neu", "neu", "neu"])], tokens, LABELS, "f", 100, 1)
-    b = majority_rows(TRAIN, [_dialogue("S03_D01", "S03", ["ang", "hap", "ang", "sad"])], tokens, LABELS, "f", 100, 1)
+    a = majority_rows(TRAIN, [_dialogue("S03_D01", "S03", ["neu", "neu", "neu", "neu"])], tokens, LABELS, "f", 100, False)
+    b = majority_rows(TRAIN, [_dialogue("S03_D01", "S03", ["ang", "hap", "ang", "sad"])], tokens, LABELS, "f", 100, False)
     assert [r["predicted"] for r in a] == [r["predicted"] for r in b] == ["sad"] * 4
     assert [r["probs"] for r in a] == [r["probs"] for r in b]
 

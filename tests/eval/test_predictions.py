@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -31,6 +32,16 @@ def test_header_follows_the_documented_order(tmp_path):
         "history_tokens,long_context,last_scored,write_loss,session,speaker")
     assert csv_columns(("a", "b"))[7:9] == ["prob_a", "prob_b"]
 
+
+
+def test_json_row_is_the_csv_schema_and_round_trips():
+    # the one row dict of a fold's predictions_<method>.json (study writers and the majority row)
+    preds = make_predictions(n_dialogues=1)
+    row = preds[0].as_row()
+    cols = csv_columns(LABELS)
+    assert list(row) == [c for c in cols if not c.startswith("prob_")][:7] + ["probs"] + cols[7 + len(LABELS):]
+    assert isinstance(row["probs"], list) and row["probs"] == list(preds[0].probs)
+    assert [Prediction.from_row(json.loads(json.dumps(p.as_row()))) for p in preds] == preds
 
 def _write_and_corrupt(tmp_path, line: int, column: str, value: str):
     path = tmp_path / "p.csv"

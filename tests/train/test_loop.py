@@ -11,25 +11,9 @@ from convmem.slm.stream import CodedDialogue, dialogue_stream
 from convmem.slm.windows import Example, collate, build_examples
 from convmem.train.checkpoint import latest_checkpoint
 from convmem.train.loop import TrainConfig, epoch_batches, train_slm
+from tests.train.tiny_data import LABELS, dialogues
 
-LABELS = ("neu", "hap", "sad", "ang")
 SMALL = SLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, n_limit=64)
-
-
-def dialogues(n_dialogues=3, n_utts=6, seed=0, codebook=16):
-    """Emotion k speaks codes from its own quarter of the codebook, so it can be learnt."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for d in range(n_dialogues):
-        utts = []
-        for _ in range(n_utts):
-            k = int(rng.integers(0, 4))
-            lo = k * codebook // 4
-            codes = rng.integers(lo, lo + codebook // 4, int(rng.integers(3, 12))).astype(np.int64)
-            utts.append((codes, LABELS[k] if rng.random() < 0.85 else None))
-        out.append(CodedDialogue(f"d{d}", utts))
-    return out
-
 
 
 class Interrupt(Exception):
@@ -208,3 +192,27 @@ def test_frames_model_learns_from_frames_and_resumes_exactly(tmp_path):
         train_slm(build_model(cfg_slm, vocab, 8), vocab, dialogues(), cfg, tmp_path / "c")
     with pytest.raises(ConfigError, match="has frames"):
         train_slm(build_model(SMALL, vocab), vocab, data, cfg, tmp_path / "d")
+
+
+@pytest.mark.parametrize("objective, batch_size, world", [("dense", 3, 2), ("paper", 5, 2), ("paper", 5, 3),
+                                                          ("paper", 1, 2)])
+def test_process_shares_add_up_to_the_whole_batch_loss(objective, batch_size, world):
+    # what each process of `accelerate launch` computes, without launching: the shares' losses
+    # (normalised by the whole batch) sum to the one-process loss, an empty share adds zero
+    from convmem.train.loop import batch_norm, forward_losses, process_share
+
+    vocab = make_vocab(SMALL, 16, LABELS)
+    model = build_model(SMALL, vocab)
+    cfg = TrainConfig(objective=objective, n_o=16, n_p=16, n_q=32)
+    examples = build_examples((dialogue_stream(d, vocab, "gold") for d in dialogues()), vocab, objective,
+                              cfg.windows, SMALL.n_limit)
+    batch = collate(examples[:batch_size], vocab.pad_id)
+    per_example = objective == "paper"
+    whole = forward_losses(model, batch, vocab, per_example)
+    norm = batch_norm(batch, per_example)
+    parts = [forward_losses(model, process_share(batch, r, world), vocab, per_example, norm) for r in range(world)]
+    for name in ("total", "audio", "emotion"):
+        got = sum(float(getattr(p, name)) for p in parts)
+        assert got == pytest.approx(float(getattr(whole, name)), rel=1e-5, abs=1e-7), name
+    if batch_size < world:
+        assert float(parts[-1].total) == 0.0

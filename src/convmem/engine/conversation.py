@@ -7,6 +7,11 @@ aligned with them, carried through the history into `WindowBatch.frames`), and a
 (memory/base.py) does the model work. Rows of a batch start and finish independently: when a
 conversation ends its row is reset and the next waiting conversation starts there.
 
+One step (`ConversationEngine.step`: each row's next utterance -> one memory write and read ->
+per-row logits, write loss, history and window token counts) serves both the batched `run`
+(evaluation) and `LiveConversation.push` (predict, serve). The history-token count is the engine's
+(engine/history.py); a caller that needs it without running the engine uses `history_counts` there.
+
 Honesty: the engine never receives gold labels. The emotion token written after each utterance's
 `<audio_end>` is the model's own prediction (`emotion_tokens="predicted"`, default) or nothing
 (`"none"`). `"oracle"` exists only for leakage analysis and needs labels passed explicitly.
@@ -16,11 +21,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
+from convmem.engine.history import history_added
 from convmem.memory.base import Memory, WindowBatch
 from convmem.slm.audio_embedding import UtteranceInput, as_input
 
@@ -32,7 +38,8 @@ class DialogueResult:
     """Per-utterance outputs of one conversation (U utterances, E emotions).
 
     logits: float32[U, E]; write_loss: float32[U] (NaN where no write); history_tokens: int64[U]
-    (tokens of the whole conversation before the utterance, whatever the window held);
+    (tokens of the whole conversation before the utterance, whatever the window held: the figure
+    every report buckets by, `history_counts`);
     window_tokens: int64[U] (tokens the read window actually held); truncated: bool[U] (the
     utterance itself did not fit the model and lost its start).
     """
@@ -48,15 +55,32 @@ class DialogueResult:
         return self.logits.argmax(-1)
 
 
+class UtteranceStep(NamedTuple):
+    """What one engine step gives for one utterance of one conversation (E emotions).
+
+    logits: float32[E]; write_loss: the memory's write loss (NaN where it wrote nothing);
+    history_tokens: tokens of the whole conversation before the utterance (`history_counts`);
+    window_tokens: tokens the read window actually held; truncated: the utterance itself did not
+    fit the model and lost its start.
+    """
+
+    logits: np.ndarray
+    write_loss: float
+    history_tokens: int
+    window_tokens: int
+    truncated: bool
+
+
 @dataclass
-class _Row:
-    conv: int  # index into the input list
-    keep: int  # history tokens worth keeping (bounds memory for any dialogue length)
-    pos: int = 0
+class Cursor:
+    """Where one conversation stands between steps: the utterance it reads next and the part of its
+    history a future window can still use (bounded by `keep`, so memory is constant for any length)."""
+
+    keep: int  # history tokens worth keeping
+    pos: int = 0  # utterances read so far
     history: deque = field(default_factory=deque)  # UtteranceInput pieces, oldest first
     history_len: int = 0  # tokens currently held in `history`
     seen_tokens: int = 0  # tokens of the whole conversation so far
-    outputs: dict = field(default_factory=lambda: {k: [] for k in ("logits", "loss", "hist", "win", "trunc")})
 
 
 class ConversationEngine:
@@ -110,50 +134,84 @@ class ConversationEngine:
         }
         batch_size = max(1, min(batch_size, len(waiting) or 1))
         state = self.memory.init(batch_size)
-        rows: list[_Row | None] = [None] * batch_size
-        keep = self._history_to_keep()
+        # per row: (conversation index, its cursor, its steps so far), or None while idle
+        rows: list[tuple[int, Cursor, list[UtteranceStep]] | None] = [None] * batch_size
 
         def refill() -> None:
             nonlocal state
             fresh = []
             for r in range(batch_size):
                 if rows[r] is None and waiting:
-                    rows[r] = _Row(conv=waiting.popleft(), keep=keep)
+                    rows[r] = (waiting.popleft(), self.cursor(), [])
                     fresh.append(r)
             if fresh:
-                state = self.memory.reset(state, fresh, [keys[rows[r].conv] for r in fresh])
+                state = self.memory.reset(state, fresh, [keys[rows[r][0]] for r in fresh])
 
         refill()
         while any(r is not None for r in rows):
-            batch = self._make_batch(rows, conversations)
-            state, loss = self.memory.write(state, batch)
-            logits = self.memory.read(state, batch).detach().float().cpu()
-            loss = loss.detach().float().cpu()
+            cursors = [None if row is None else row[1] for row in rows]
+            utterances = [None if row is None else conversations[row[0]][row[1].pos] for row in rows]
+            labels = None
+            if oracle_labels is not None:
+                labels = [None if row is None else oracle_labels[row[0]][row[1].pos] for row in rows]
+            state, steps = self.step(state, cursors, utterances, labels)
             for r, row in enumerate(rows):
                 if row is None:
                     continue
-                utt = conversations[row.conv][row.pos]
-                lg = logits[r].numpy().copy()
-                out = row.outputs
-                out["logits"].append(lg)
-                out["loss"].append(float(loss[r]))
-                out["hist"].append(row.seen_tokens)
-                out["win"].append(int(batch.attention_mask[r].sum()))
-                out["trunc"].append(bool(self._truncated[r]))
+                conv, cursor, done = row
+                done.append(steps[r])
                 if on_utterance is not None:
-                    on_utterance(row.conv, row.pos, lg)
-                label = None
-                if self.emotion_tokens == "predicted":
-                    label = int(lg.argmax())
-                elif self.emotion_tokens == "oracle":
-                    label = oracle_labels[row.conv][row.pos]
-                self._append_history(row, utt, label)
-                row.pos += 1
-                if row.pos == len(conversations[row.conv]):
-                    results[row.conv] = _finish(row)
+                    on_utterance(conv, cursor.pos - 1, steps[r].logits)
+                if cursor.pos == len(conversations[conv]):
+                    results[conv] = _finish(done)
                     rows[r] = None
             refill()
         return [results[i] for i in range(len(conversations))]
+
+    def cursor(self) -> Cursor:
+        """A fresh conversation's cursor (its memory row is started with `memory.reset`)."""
+        h = self.memory.history_tokens
+        return Cursor(keep=self.n_limit if h is None else int(h))
+
+    def step(self, state, cursors: Sequence[Cursor | None], utterances: Sequence[UtteranceInput | None],
+             labels: Sequence[int | None] | None = None) -> tuple[object, list[UtteranceStep | None]]:
+        """Advance each conversation of the batch by its next utterance: one memory write and read.
+
+        The one step of both the batched `run` and `LiveConversation.push`.
+
+        Args:
+            state: the memory's state for B rows.
+            cursors: per row the conversation's Cursor, or None for an idle row (B of them).
+            utterances: per row its next utterance, int64[n] ids or an UtteranceInput (None when idle).
+            labels: per row the label index written back after the utterance; only with
+                emotion_tokens="oracle" (None there: no emotion token).
+        Returns: (new state, per row its UtteranceStep or None when idle). Each cursor has moved
+            past its utterance, whose ids, `<audio_end>` and emotion token (the model's own
+            prediction, the oracle label, or none) are now in its history.
+        """
+        if (self.emotion_tokens == "oracle") != (labels is not None):
+            raise ValueError("labels are required by, and only allowed with, emotion_tokens='oracle'")
+        utterances = [None if u is None else as_input(u) for u in utterances]
+        batch, truncated = self._make_batch(cursors, utterances)
+        state, loss = self.memory.write(state, batch)
+        logits = self.memory.read(state, batch).detach().float().cpu()
+        loss = loss.detach().float().cpu()
+        steps: list[UtteranceStep | None] = []
+        for r, cursor in enumerate(cursors):
+            if cursor is None:
+                steps.append(None)
+                continue
+            lg = logits[r].numpy().copy()
+            steps.append(UtteranceStep(lg, float(loss[r]), cursor.seen_tokens,
+                                       int(batch.attention_mask[r].sum()), truncated[r]))
+            label = None
+            if self.emotion_tokens == "predicted":
+                label = int(lg.argmax())
+            elif self.emotion_tokens == "oracle":
+                label = labels[r]
+            self._append_history(cursor, utterances[r], label)
+            cursor.pos += 1
+        return state, steps
 
     def run_per_sample(self, conversations, keys=None, oracle_labels=None) -> list[DialogueResult]:
         """The paper's per-sample protocol: utterance k of a conversation is predicted by a fresh
@@ -181,21 +239,17 @@ class ConversationEngine:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _history_to_keep(self) -> int:
-        h = self.memory.history_tokens
-        return self.n_limit if h is None else int(h)
-
-    def _append_history(self, row: _Row, utt: UtteranceInput, label: int | None) -> None:
+    def _append_history(self, cursor: Cursor, utt: UtteranceInput, label: int | None) -> None:
         tail = [self.audio_end_id] + ([self.emotion_ids[label]] if label is not None else [])
         piece = _extend(utt, tail)
-        row.history.append(piece)
-        row.history_len += len(piece)
-        row.seen_tokens += len(piece)
+        cursor.history.append(piece)
+        cursor.history_len += len(piece)
+        cursor.seen_tokens += history_added(len(utt), label is not None)
         # keep only what a future window can use: constant memory for any dialogue length
-        while row.history and row.history_len - len(row.history[0]) >= row.keep:
-            row.history_len -= len(row.history.popleft())
+        while cursor.history and cursor.history_len - len(cursor.history[0]) >= cursor.keep:
+            cursor.history_len -= len(cursor.history.popleft())
 
-    def _window(self, row: _Row, utt: UtteranceInput) -> tuple[UtteranceInput, int, bool]:
+    def _window(self, cursor: Cursor, utt: UtteranceInput) -> tuple[UtteranceInput, int, bool]:
         """(window: ids int64[T] [+ frames], number of utterance tokens in it, utterance truncated?)."""
         own = _extend(utt, [self.audio_end_id])
         h = self.memory.history_tokens
@@ -204,30 +258,31 @@ class ConversationEngine:
         if max_window is not None:
             budget = min(budget, max_window - len(own))
         budget = max(0, budget)
-        hist = _concat(list(row.history)) if row.history else _slice(own, 0, 0)
+        hist = _concat(list(cursor.history)) if cursor.history else _slice(own, 0, 0)
         prefix = _slice(hist, len(hist) - min(budget, len(hist)), len(hist))
         truncated = False
         if max_window is not None and len(own) > max_window:
             own, truncated = _slice(own, len(own) - max_window, len(own)), True
         return _concat([prefix, own]), len(own), truncated
 
-    def _make_batch(self, rows: list[_Row | None], conversations) -> WindowBatch:
-        windows, n_own, first, active = [], [], [], []
-        self._truncated = []
-        for row in rows:
-            if row is None:
+    def _make_batch(self, cursors: Sequence[Cursor | None],
+                    utterances: Sequence[UtteranceInput | None]) -> tuple[WindowBatch, list[bool]]:
+        """(the B rows' windows as one WindowBatch, per row: its utterance truncated?)."""
+        windows, n_own, first, active, truncated = [], [], [], [], []
+        for cursor, utt in zip(cursors, utterances):
+            if cursor is None:
                 windows.append(None)
                 n_own.append(1)
                 first.append(False)
                 active.append(False)
-                self._truncated.append(False)
+                truncated.append(False)
                 continue
-            ids, own, trunc = self._window(row, conversations[row.conv][row.pos])
+            ids, own, trunc = self._window(cursor, utt)
             windows.append(ids)
             n_own.append(own)
-            first.append(row.pos == 0)
+            first.append(cursor.pos == 0)
             active.append(True)
-            self._truncated.append(trunc)
+            truncated.append(trunc)
         real = [w for w in windows if w is not None]
         with_frames = {w.frames is not None for w in real}
         if len(with_frames) > 1:
@@ -248,7 +303,7 @@ class ConversationEngine:
             target[b, T - own:] = True
             if frames is not None:
                 frames[b, T - len(w):] = w.frames
-        return WindowBatch(
+        batch = WindowBatch(
             input_ids=input_ids,
             attention_mask=attention,
             target_mask=target & torch.tensor(active).unsqueeze(1),
@@ -257,57 +312,47 @@ class ConversationEngine:
             first=torch.tensor(first),
             frames=frames,
         )
+        return batch, truncated
 
 
 class LiveConversation:
     """One conversation with its own memory state, advanced by `push` as utterances arrive.
 
-    Pushing utterances 1..k gives exactly what `ConversationEngine.run` gives for them: the same
-    window building, memory calls and emotion-token policy (tested).
+    `push` is `ConversationEngine.step` on a batch of one row, so pushing utterances 1..k gives
+    exactly what `ConversationEngine.run` gives for them (tested).
     """
 
     def __init__(self, engine: ConversationEngine, key: str):
         if engine.emotion_tokens == "oracle":
             raise ValueError("a live conversation has no labels: emotion_tokens='oracle' is not possible")
         self.engine = engine
-        self._row = _Row(conv=0, keep=engine._history_to_keep())
+        self._cursor = engine.cursor()
         self._state = engine.memory.reset(engine.memory.init(1), [0], [key])
         self.closed = False
 
     @property
     def utterances(self) -> int:
-        return self._row.pos
+        return self._cursor.pos
 
-    def push(self, audio_ids: torch.Tensor | UtteranceInput) -> tuple[np.ndarray, float]:
-        """Read utterance int64[n] (vocab ids) or an UtteranceInput; returns (emotion logits
-        float32[E], write loss or NaN)."""
+    @property
+    def history_tokens(self) -> int:
+        """Tokens of the conversation so far (what the next utterance's `history_tokens` will be)."""
+        return self._cursor.seen_tokens
+
+    def push(self, audio_ids: torch.Tensor | UtteranceInput) -> UtteranceStep:
+        """Read utterance int64[n] (vocab ids) or an UtteranceInput; returns its UtteranceStep
+        (emotion logits float32[E] first, then write loss or NaN, history and window tokens,
+        truncated)."""
         if self.closed:
             raise RuntimeError("conversation is closed")
-        audio_ids = as_input(audio_ids)
-        eng, row = self.engine, self._row
-        batch = eng._make_batch([row], _OneUtterance(row.pos, audio_ids))
-        self._state, loss = eng.memory.write(self._state, batch)
-        logits = eng.memory.read(self._state, batch).detach().float().cpu()[0].numpy().copy()
-        label = int(logits.argmax()) if eng.emotion_tokens == "predicted" else None
-        eng._append_history(row, audio_ids, label)
-        row.pos += 1
-        return logits, float(loss.detach().float().cpu()[0])
+        self._state, (step,) = self.engine.step(self._state, [self._cursor], [audio_ids])
+        return step
 
     def close(self) -> None:
         """Drop the memory: nothing of this conversation is kept."""
         self._state = None
-        self._row = None
+        self._cursor = None
         self.closed = True
-
-
-class _OneUtterance:
-    """Index adapter so `_make_batch` can read `conversations[row.conv][row.pos]` for a live row."""
-
-    def __init__(self, pos: int, ids: UtteranceInput):
-        self.pos, self.ids = pos, ids
-
-    def __getitem__(self, conv: int):
-        return {self.pos: self.ids}
 
 
 def _extend(utt: UtteranceInput, tail: list[int]) -> UtteranceInput:
@@ -328,14 +373,13 @@ def _slice(x: UtteranceInput, start: int, end: int) -> UtteranceInput:
     return UtteranceInput(x.ids[start:end], None if x.frames is None else x.frames[start:end])
 
 
-def _finish(row: _Row) -> DialogueResult:
-    o = row.outputs
+def _finish(steps: list[UtteranceStep]) -> DialogueResult:
     return DialogueResult(
-        logits=np.stack(o["logits"]).astype(np.float32),
-        write_loss=np.array(o["loss"], np.float32),
-        history_tokens=np.array(o["hist"], np.int64),
-        window_tokens=np.array(o["win"], np.int64),
-        truncated=np.array(o["trunc"], bool),
+        logits=np.stack([s.logits for s in steps]).astype(np.float32),
+        write_loss=np.array([s.write_loss for s in steps], np.float32),
+        history_tokens=np.array([s.history_tokens for s in steps], np.int64),
+        window_tokens=np.array([s.window_tokens for s in steps], np.int64),
+        truncated=np.array([s.truncated for s in steps], bool),
     )
 
 

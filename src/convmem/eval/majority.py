@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from convmem.corpus.types import Dialogue
+from convmem.engine.history import history_counts, long_context
 from convmem.errors import ConfigError
+from convmem.eval.predictions import Prediction
 
 METHOD = "majority"
 LABEL = "Majority class of the training sessions"  # its name in reports
@@ -50,38 +52,39 @@ def training_prior(train: Sequence[Dialogue], labels: Sequence[str]) -> np.ndarr
 
 
 def majority_rows(train: Sequence[Dialogue], test: Sequence[Dialogue], token_counts: dict[str, int],
-                  labels: Sequence[str], fold: str, n_limit: int, history_extra: int) -> list[dict]:
-    """Prediction rows (the runner's row format) of the majority class of `train` for every scored
+                  labels: Sequence[str], fold: str, n_limit: int, emotion_token: bool) -> list[dict]:
+    """Prediction rows (`Prediction.as_row`) of the majority class of `train` for every scored
     test utterance (`prior_rows` with `training_prior(train, labels)`)."""
-    return prior_rows(training_prior(train, labels), test, token_counts, labels, fold, n_limit, history_extra)
+    return prior_rows(training_prior(train, labels), test, token_counts, labels, fold, n_limit, emotion_token)
 
 
 def prior_rows(prior: np.ndarray, test: Sequence[Dialogue], token_counts: dict[str, int],
-               labels: Sequence[str], fold: str, n_limit: int, history_extra: int) -> list[dict]:
-    """Prediction rows of the class `prior` (training class frequencies, label order) makes most
-    likely, with `prior` as probabilities, for every scored test utterance.
+               labels: Sequence[str], fold: str, n_limit: int, emotion_token: bool) -> list[dict]:
+    """Prediction rows (`Prediction.as_row`) of the class `prior` (training class frequencies,
+    label order) makes most likely, with `prior` as probabilities, for every scored test utterance.
 
     Args:
-        token_counts: {utterance id: audio tokens of that utterance}, so that history_tokens and
-            the long-context flag are the ones every other method of the run reports.
-        history_extra: tokens the engine appends to the history after each utterance's audio
-            (`<audio_end>`, plus one emotion token when the run feeds predictions back).
+        token_counts: {utterance id: input tokens of that utterance}, so that history_tokens and
+            the long-context flag are the ones every other method of the run reports (counted by
+            the engine's own rule, engine/history.py).
+        emotion_token: the run writes each utterance's predicted emotion token back into the
+            history (emotion_tokens="predicted"), so it counts in the history too.
     """
     labels = list(labels)
     predicted = labels[int(np.argmax(prior))]
-    probs = [float(p) for p in prior]
+    probs = tuple(float(p) for p in prior)
     rows = []
     for d in test:
         scored = [i for i, u in enumerate(d.utterances) if u.emotion is not None]
         last = scored[-1] if scored else -1
-        seen = 0  # tokens of the conversation before utterance i, as the engine counts them
-        for i, u in enumerate(d.utterances):
-            if u.emotion is not None:
-                rows.append({
-                    "dialogue": d.dialogue_id, "utterance": u.id, "fold": fold, "method": METHOD, "position": i,
-                    "gold": u.emotion, "predicted": predicted, "probs": probs, "history_tokens": seen,
-                    "long_context": seen + token_counts[u.id] + 1 > n_limit, "last_scored": i == last,
-                    "write_loss": None, "session": d.session, "speaker": u.speaker,
-                })
-            seen += token_counts[u.id] + history_extra
+        # unscored turns are heard too: the history runs over every utterance
+        history = history_counts([token_counts[u.id] for u in d.utterances], emotion_token)
+        for i in scored:
+            u = d.utterances[i]
+            seen = int(history[i])
+            rows.append(Prediction(
+                dialogue=d.dialogue_id, utterance=u.id, fold=fold, method=METHOD, position=i,
+                gold=u.emotion, predicted=predicted, probs=probs, history_tokens=seen,
+                long_context=long_context(seen, token_counts[u.id], n_limit), last_scored=i == last,
+                write_loss=None, session=d.session, speaker=u.speaker).as_row())
     return rows

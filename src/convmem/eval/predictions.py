@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,16 @@ class Prediction:
     write_loss: float | None = None
     session: str = ""
     speaker: str = ""
+
+    def as_row(self) -> dict:
+        """The record as a JSON row (one row of a fold's predictions_<method>.json): every field in
+        declaration order, probs as a list. The one place that row is written; `from_row` reads it."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "probs": list(self.probs)}
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Prediction":
+        """The record of a JSON row written by `as_row`."""
+        return cls(**{**row, "probs": tuple(row["probs"])})
 
 
 def csv_columns(labels: Sequence[str]) -> list[str]:

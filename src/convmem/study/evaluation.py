@@ -18,8 +18,10 @@ import numpy as np
 
 from convmem.audio.relative_prosody import MARKS_PER_TURN
 from convmem.corpus.types import Dialogue
+from convmem.engine.history import history_counts, long_context
 from convmem.eval.majority import METHOD as MAJORITY
 from convmem.eval.majority import prior_rows
+from convmem.eval.predictions import Prediction
 from convmem.study import coding
 from convmem.study.methods import split_vad
 from convmem.tokenizers.utterance_encoder import Encoded
@@ -62,7 +64,6 @@ def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encod
         probs = torch.softmax(torch.from_numpy(res.logits), -1).numpy()
         for i in scored:
             u = d.utterances[i]
-            own = len(conv[i]) + 1
             loss = float(res.write_loss[i])
             if np.isnan(res.logits[i]).any():
                 # VAD found no speech overlapping this gold utterance: scored as an error (the
@@ -71,15 +72,15 @@ def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encod
                 predicted = labels[(labels.index(u.emotion) + 1) % len(labels)]
             else:
                 predicted = labels[int(res.logits[i].argmax())]
-            rows.append({
-                "dialogue": d.dialogue_id, "utterance": u.id, "fold": fold, "method": method, "position": i,
-                "gold": u.emotion, "predicted": predicted,
-                "probs": [float(p) for p in probs[i]],
-                "history_tokens": int(res.history_tokens[i]),
-                "long_context": bool(res.history_tokens[i] + own > bundle.n_limit),
-                "last_scored": i == last, "write_loss": None if math.isnan(loss) else loss,
-                "session": d.session, "speaker": u.speaker,
-            })
+            # the engine's history count; long_context against the bundle's n_limit (not the
+            # engine's, which `window_full` raises), so the flag is the same for every method
+            seen = int(res.history_tokens[i])
+            rows.append(Prediction(
+                dialogue=d.dialogue_id, utterance=u.id, fold=fold, method=method, position=i,
+                gold=u.emotion, predicted=predicted, probs=tuple(float(p) for p in probs[i]),
+                history_tokens=seen, long_context=bool(long_context(seen, len(conv[i]), bundle.n_limit)),
+                last_scored=i == last, write_loss=None if math.isnan(loss) else loss,
+                session=d.session, speaker=u.speaker).as_row())
     cost = _cost(mine, seconds)
     if probe is not None:
         engine.memory.probe = None
@@ -124,26 +125,24 @@ def _cost(mine: list[Dialogue], seconds: float) -> dict:
 
 def _majority(cfg, prior: np.ndarray, mine: list[Dialogue], table: Encoded, fold: str, n_limit: int
               ) -> tuple[list[dict], dict]:
-    extra = 1 + (cfg.eval.emotion_tokens == "predicted")  # <audio_end> [+ the predicted emotion token]
     # an utterance's input: its codes [+ its marks]
     own = {uid: len(e.codes) + (0 if e.marks is None else MARKS_PER_TURN) for uid, e in table.items()}
     rows = prior_rows(prior, mine, {u.id: own[u.id] for d in mine for u in d.utterances},
-                      cfg.corpus.labels, fold, n_limit, extra)
+                      cfg.corpus.labels, fold, n_limit, cfg.eval.emotion_tokens == "predicted")
     return rows, _cost(mine, 0.0)
 
 
 def _vad_result(bundle, base: str, engine, dialogue: Dialogue, conv, emotion_tokens: str):
     """A DialogueResult over gold utterances from a run over the dialogue's VAD segments.
 
-    history_tokens are those of the gold segmentation (same definition as the engine's), so the
-    buckets of `<m>@vad` rows are the gold rows' buckets.
+    history_tokens are those of the gold segmentation (the engine's count, `history_counts`), so
+    the buckets of `<m>@vad` rows are the gold rows' buckets.
     """
     from convmem.engine.conversation import DialogueResult
     from convmem.eval.segmentation import run_vad_dialogue
 
     res = run_vad_dialogue(bundle, base, dialogue, engine=engine)
-    per_utt = np.array([len(c) + 1 + (emotion_tokens == "predicted") for c in conv], np.int64)
-    history = np.concatenate([[0], np.cumsum(per_utt)[:-1]]).astype(np.int64)
+    history = history_counts([len(c) for c in conv], emotion_tokens == "predicted")
     n = len(conv)
     return DialogueResult(logits=res.logits.astype(np.float32), write_loss=np.full(n, np.nan, np.float32),
                           history_tokens=history, window_tokens=np.zeros(n, np.int64), truncated=np.zeros(n, bool))

@@ -75,4 +75,5 @@ def run_experiment(cfg, out: str | Path | None = None, on_stage: Callable[[Stage
     stage("all", "report")
     if rank == 0:
         finish_report(cfg, out, [f.name for f in folds], methods)
+    barrier(world)  # every process returns once the report is there (the caller may read it)
     return out

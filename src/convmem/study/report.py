@@ -43,7 +43,7 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
         for method in methods:
             blob = json.loads((out / "folds" / fold / f"predictions_{method}.json").read_text())
             for r in blob["rows"]:
-                preds.append(Prediction(**{**r, "probs": tuple(r["probs"])}))
+                preds.append(Prediction.from_row(r))
             c = cost.setdefault(method, {"seconds": 0.0, "utterances": 0, "audio_seconds": 0.0})
             for k, v in blob["cost"].items():
                 if k == "mal_probe":

@@ -57,6 +57,6 @@ def merge_shards(shards: list[list[dict]]) -> list[dict]:
 def barrier(world: int) -> None:
     """Wait for every process (a no-op in a single process)."""
     if world > 1:
-        from accelerate import PartialState
+        from convmem.parallel import process_state
 
-        PartialState().wait_for_everyone()
+        process_state().wait_for_everyone()

@@ -1,10 +1,18 @@
 """One explicit training loop for the emotion SLM, on HF Accelerate.
 
 `Accelerator` owns device placement, `backward` and gradient clipping, so the same code runs
-under `python` or `accelerate launch` (each process takes every world_size-th batch). The data
-order is a pure function of (seed, epoch) and the step counter, so a run resumed from a
-checkpoint sees exactly the batches the uninterrupted run would have seen and ends with the same
-weights.
+under `python` or `accelerate launch`. The data order is a pure function of (seed, epoch) and the
+step counter, so a run resumed from a checkpoint sees exactly the batches the uninterrupted run
+would have seen and ends with the same weights.
+
+Several processes (`accelerate launch --num_processes P`): `TrainConfig.batch_size` is the
+*global* batch, the same whatever P. Every process forms the step's whole batch (and its code
+noise) as one process would, takes rows r, r+P, r+2P, ... of it, and divides its loss sums by the
+whole batch's counts (`slm.loss.LossNorm`), so the processes' losses add up to the one-process
+loss; DDP averages gradients over the processes, so each backpropagates P times its share. Steps,
+learning rates, logged losses (summed over the processes) and weights are the one-process run's
+up to float rounding (tests/train/test_distributed_training.py). Rank 0 alone writes the log and
+each checkpoint, except that every process adds its RNG state (`random_states_<rank>.pkl`) to it.
 
 Objectives (`slm.windows`): "paper" = eq. 3–7 windows, one per utterance; "dense" = packed
 chunks of n_limit tokens, every token an L_a target and every scored `<audio_end>` an L_e target.
@@ -27,10 +35,10 @@ from convmem.errors import ConfigError
 from convmem.fileio import atomic_write_json
 from convmem.slm.audio_embedding import model_inputs
 from convmem.slm.code_noise import corrupt_codes
-from convmem.slm.loss import Losses, slm_loss
+from convmem.slm.loss import IGNORE, Losses, LossNorm, loss_norm, slm_loss
 from convmem.slm.stream import TRAIN_EMOTION_TOKENS, CodedDialogue, dialogue_stream
 from convmem.slm.vocab import EmotionVocab
-from convmem.slm.windows import Example, WindowConfig, build_examples, collate
+from convmem.slm.windows import Batch, Example, WindowConfig, build_examples, collate
 from convmem.train.checkpoint import (TrainProgress, latest_checkpoint, load_checkpoint, read_meta,
                                       save_checkpoint)
 
@@ -56,7 +64,7 @@ class TrainConfig:
 
     lr: Positive = 5e-5
     epochs: Count = 20
-    batch_size: Count = 8
+    batch_size: Count = 8  # the global batch: split among the processes under accelerate launch
     grad_clip: NonNegative = 1.0
     weight_decay: NonNegative = 0.0
     schedule: str = "cosine"
@@ -141,15 +149,46 @@ def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> d
             **{k: getattr(cfg, k) for k in keys}}
 
 
-def forward_losses(model: torch.nn.Module, batch, vocab: EmotionVocab, per_example: bool) -> Losses:
-    """Eq. 7 losses of a collated `Batch` (already on the model's device)."""
+def forward_losses(model: torch.nn.Module, batch, vocab: EmotionVocab, per_example: bool,
+                   norm: LossNorm | None = None) -> Losses:
+    """Eq. 7 losses of a collated `Batch` (already on the model's device); with `norm` (of the whole
+    batch, `batch_norm`), this share's part of the whole batch's losses."""
     inner = getattr(model, "module", model)  # what a DDP wrapper (multi-process Accelerate) wraps
     out = model(**model_inputs(inner, batch.input_ids, batch.frames), attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids, logits_to_keep=batch.n_keep, use_cache=False)
+    la, le = _kept_targets(batch)
+    return slm_loss(out.logits, la, le, vocab, per_example=per_example, norm=norm)
+
+
+def _kept_targets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_a targets, L_e labels) int64[B, n_keep or T] where the logits are kept."""
     la, le = batch.la_targets, batch.le_labels
     if batch.n_keep:
         la, le = la[:, -batch.n_keep:], le[:, -batch.n_keep:]
-    return slm_loss(out.logits, la, le, vocab, per_example=per_example)
+    return la, le
+
+
+def batch_norm(batch: Batch, per_example: bool) -> LossNorm:
+    """What the whole `batch`'s eq. 7 means divide by (the counts every process's share uses)."""
+    return loss_norm(*_kept_targets(batch), per_example)
+
+
+def process_share(batch: Batch, rank: int, world: int) -> Batch:
+    """Rows rank, rank + world, ... of `batch` (B rows, T columns kept: same padding as the whole).
+
+    A process left without a row (B < world) gets row 0 with no targets: it still runs forward
+    and backward, which DDP's gradient all-reduce needs from every process, and adds nothing."""
+    rows = torch.arange(rank, batch.input_ids.shape[0], world)
+    empty = rows.numel() == 0
+    if empty:
+        rows = torch.zeros(1, dtype=torch.long)
+    pick = lambda t: None if t is None else t[rows]  # noqa: E731
+    share = Batch(pick(batch.input_ids), pick(batch.attention_mask), pick(batch.position_ids),
+                  pick(batch.la_targets), pick(batch.le_labels), batch.n_keep, pick(batch.frames))
+    if empty:
+        share.la_targets = torch.full_like(share.la_targets, IGNORE)
+        share.le_labels = torch.full_like(share.le_labels, IGNORE)
+    return share
 
 
 def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequence[CodedDialogue],
@@ -185,7 +224,8 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
 
     accelerator = Accelerator()
     world, rank = accelerator.num_processes, accelerator.process_index
-    steps_per_epoch = max(1, math.ceil(len(examples) / cfg.batch_size) // world)
+    # one step = one global batch of cfg.batch_size examples, split among the processes
+    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     stop = min(total, cfg.max_steps) if cfg.max_steps else total
 
@@ -222,11 +262,23 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
             epoch, b = divmod(progress.step, steps_per_epoch)
             if epoch != batches_epoch:
                 batches, batches_epoch = epoch_batches(examples, epoch, cfg.batch_size, cfg.seed), epoch
-            idx = batches[b * world + rank]  # steps_per_epoch * world <= len(batches)
-            batch = collate([examples[i] for i in idx], vocab.pad_id)
-            batch = corrupt_codes(batch, vocab, cfg.code_noise, (cfg.seed, progress.step, rank)).to(accelerator.device)
-            losses = forward_losses(model, batch, vocab, per_example)
-            accelerator.backward(losses.total)
+            batch = collate([examples[i] for i in batches[b]], vocab.pad_id)
+            # drawn over the whole global batch (the trailing 0 kept so one-process runs draw
+            # as they always did), so every process count corrupts the same codes
+            batch = corrupt_codes(batch, vocab, cfg.code_noise, (cfg.seed, progress.step, 0))
+            if world == 1:  # the batch means, exactly as one-process runs always computed them
+                batch = batch.to(accelerator.device)
+                losses = forward_losses(model, batch, vocab, per_example)
+                accelerator.backward(losses.total)
+            else:
+                norm = batch_norm(batch, per_example)
+                batch = process_share(batch, rank, world).to(accelerator.device)
+                part = forward_losses(model, batch, vocab, per_example, norm)
+                accelerator.backward(part.total * world)  # DDP averages the gradients: undo its 1/world
+                # the whole batch's losses, for the log, the bar and the callback
+                total, audio, emotion = accelerator.reduce(
+                    torch.stack([part.total, part.audio, part.emotion]).detach(), "sum")
+                losses = Losses(total=total, audio=audio, emotion=emotion)
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
