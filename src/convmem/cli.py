@@ -15,7 +15,7 @@ from convmem import __version__
 from convmem.errors import ConvmemError
 
 # Order here is the order in `convmem --help`.
-COMMANDS = ("demo", "synth", "corpus", "tokenize", "train", "eval", "eval-model", "run", "predict", "serve")
+COMMANDS = ("demo", "synth", "corpus", "tokenize", "train", "eval", "eval-model", "run", "ablate", "predict", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,7 +80,7 @@ def build_results(table: PredictionTable, meta: dict, config: ResultsConfig = Re
                      "failures_per_method": config.failures_per_method,
                      "min_failure_utterances": config.min_failure_utterances},
         "methods": methods,
-        "paired": {"reference": config.reference, "tests": _paired(table, config.reference, config.bootstrap)},
+        "paired": {"reference": config.reference, "tests": paired_tests(table, config.reference, config.bootstrap)},
         "curves": {"accuracy_vs_history": _accuracy_vs_history(table, edges, config.bootstrap),
                    "write_loss_by_position": _write_loss_by_position(table)},
         "failures": _failures(table, config),
@@ -88,7 +88,7 @@ def build_results(table: PredictionTable, meta: dict, config: ResultsConfig = Re
     }
     if MAJORITY in table.methods:
         # every method against the majority class as well: "has it learnt anything?"
-        out["baseline"] = {"reference": MAJORITY, "tests": _paired(table, MAJORITY, config.bootstrap)}
+        out["baseline"] = {"reference": MAJORITY, "tests": paired_tests(table, MAJORITY, config.bootstrap)}
     return out
 
 
@@ -133,7 +133,10 @@ def _method_results(sub: PredictionTable, boot: BootstrapConfig) -> dict:
     return {"buckets": buckets, "per_fold": per_fold, "fold_summary": summary}
 
 
-def _paired(table: PredictionTable, ref: str, bootstrap: BootstrapConfig) -> dict:
+def paired_tests(table: PredictionTable, ref: str, bootstrap: BootstrapConfig) -> dict:
+    """Every method of `table` against `ref` in each bucket, on the utterances both scored:
+    {method: {bucket: {"n", "n_dialogues", "delta_wa"/"delta_ua"/"delta_wf1", "ci", "p_bootstrap",
+    "mcnemar_b", "mcnemar_c", "mcnemar_p"}}} ({} when `ref` is absent)."""
     if ref not in table.methods:
         return {}
     tests = {}

@@ -30,8 +30,12 @@ class Stage:
     total: int
 
 
-def run_experiment(cfg, out: str | Path | None = None, on_stage: Callable[[Stage], None] | None = None) -> Path:
-    """Run (or resume) the study `cfg` in `out` (default cfg.out_dir). Returns the output folder."""
+def run_experiment(cfg, out: str | Path | None = None, on_stage: Callable[[Stage], None] | None = None,
+                   corpus_dir: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """Run (or resume) the study `cfg` in `out` (default cfg.out_dir). Returns the output folder.
+
+    corpus_dir, cache_dir: where the generated synthetic corpus and the code cache live (default
+    `out`/corpus and `out`/cache); studies of one corpus may share them (study/ablation.py)."""
     from convmem.parallel import dist_info
     from convmem.study.evaluation import evaluate_fold
     from convmem.study.folds import apply_threads, corpus_dialogues, fold_info, study_folds
@@ -47,7 +51,9 @@ def run_experiment(cfg, out: str | Path | None = None, on_stage: Callable[[Stage
     if rank == 0:
         claim_run_folder(out, cfg)
     apply_threads(cfg)
-    dialogues = corpus_dialogues(cfg, out / "corpus", rank)
+    corpus_dir = Path(corpus_dir) if corpus_dir is not None else out / "corpus"
+    cache_dir = Path(cache_dir) if cache_dir is not None else out / "cache"
+    dialogues = corpus_dialogues(cfg, corpus_dir, rank)
     folds = study_folds(cfg, dialogues)
     stages_per_fold = 2 + len(methods)
     total = len(folds) * stages_per_fold + 1
@@ -66,10 +72,10 @@ def run_experiment(cfg, out: str | Path | None = None, on_stage: Callable[[Stage
         test = [by_id[i] for i in fold.test_ids]
         stage(fold.name, "train models")
         if rank == 0:
-            train_fold_models(cfg, train, fdir / "model", methods, out / "cache", fold_info=fold_info(fold, by_id))
+            train_fold_models(cfg, train, fdir / "model", methods, cache_dir, fold_info=fold_info(fold, by_id))
         barrier(world)
         prior = training_prior(train, cfg.corpus.labels) if MAJORITY in methods else None
-        evaluate_fold(cfg, fdir / "model", methods, test, fdir, fold.name, out / "cache", prior, rank, world,
+        evaluate_fold(cfg, fdir / "model", methods, test, fdir, fold.name, cache_dir, prior, rank, world,
                       on_method=lambda m, name=fold.name: stage(name, f"eval {m}"))
         stage(fold.name, "done")
     stage("all", "report")
