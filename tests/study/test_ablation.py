@@ -92,6 +92,7 @@ def test_tiny_ablation_end_to_end_pools_seeds_and_resumes(tmp_path):
         validate_results(results)
         assert recompute_check(results, out / setting / "predictions.csv") == []
         assert results["meta"]["prosody_marks"] is marks
+        assert ("speaker's earlier turns" in results["meta"]["method_labels"]["none"]) is marks
         pooled = read_predictions_csv(out / setting / "predictions.csv")
         cell_n = sum(int((read_predictions_csv(out / "cells" / f"{setting}__{m}" / "predictions.csv").method == "none").sum())
                      for m in ("s3", "s4"))

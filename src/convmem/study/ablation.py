@@ -170,7 +170,7 @@ def summarise(cfg: AblationConfig, out: Path, run_configs: dict) -> Path:
     from convmem.eval.results import ResultsConfig
     from convmem.eval.stats import BootstrapConfig
     from convmem.fileio import atomic_write_json, atomic_write_text
-    from convmem.study.report import code_commit
+    from convmem.study.report import code_commit, described
 
     boot = BootstrapConfig(n_resamples=cfg.bootstrap, seed=cfg.seed)
     tables, settings = {}, {}
@@ -180,6 +180,7 @@ def summarise(cfg: AblationConfig, out: Path, run_configs: dict) -> Path:
         meta = {"corpus": rc.corpus.title(), "caveat": rc.corpus.caveat, "folds": table.folds,
                 "seeds": [rc.seed], "n_limit": rc.slm.n_limit, "config": f"{cfg.name}: {setting}",
                 "methods": table.methods, "commit": code_commit(), "prosody_marks": bool(rc.slm.prosody_marks)}
+        meta = described(meta, table.methods, table.rows())
         (out / setting).mkdir(parents=True, exist_ok=True)
         write_evaluation(table, meta, out / setting, ResultsConfig(bootstrap=boot))
         settings[setting] = {"overrides": cfg.compare[setting], "prosody_marks": bool(rc.slm.prosody_marks),

@@ -57,6 +57,18 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
                       "utterances": c["utterances"],
                       **({"unmatched_gold_utterances": c["unmatched_gold_utterances"]}
                          if "unmatched_gold_utterances" in c else {})} for m, c in cost.items()}
+    meta = described(meta, methods, preds)
+    if probes:
+        meta["mal_diagnostics"] = {m: by_position(p) for m, p in probes.items()}
+    outputs = write_evaluation(table, meta, out, rcfg, cost=cost_table)
+    atomic_write_json(out / "cost.json", cost_table)
+    return outputs.report
+
+
+def described(meta: dict, methods: list[str], preds) -> dict:
+    """`meta` with what the scores alone do not say: each method's label ("method_labels"; with
+    meta["prosody_marks"] `none` is named as reading the speaker's earlier turns) and the share
+    of `none`'s predictions each memory changes ("changed_vs_none", when `none` ran)."""
     from convmem.memory import registry
 
     marks = bool(meta.get("prosody_marks", False))
@@ -65,11 +77,7 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
     changed = changed_vs_none(preds)
     if changed:
         meta["changed_vs_none"] = changed
-    if probes:
-        meta["mal_diagnostics"] = {m: by_position(p) for m, p in probes.items()}
-    outputs = write_evaluation(table, meta, out, rcfg, cost=cost_table)
-    atomic_write_json(out / "cost.json", cost_table)
-    return outputs.report
+    return meta
 
 
 def changed_vs_none(preds) -> dict:
