@@ -77,7 +77,7 @@ def test_tiny_ablation_end_to_end_pools_seeds_and_resumes(tmp_path):
     from convmem.eval.results import recompute_check, validate_results
 
     spec = _ablation(tmp_path)
-    cmd = [sys.executable, "-m", "convmem", "ablate", str(spec)]
+    cmd = [sys.executable, "-m", "convmem", "ablate", str(spec), "--set", "eval.bootstrap=100"]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "cell 4/4: marks_on × s4" in res.stdout

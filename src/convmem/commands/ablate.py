@@ -17,7 +17,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="ablation YAML (see configs/ablation_synth.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="dotted overrides of the ablation config, e.g. 'overrides=[threads=2]' or bootstrap=200")
+                   help="dotted overrides of the ablation config, e.g. bootstrap=200")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="run_overrides",
+                   help="an override of the run config for every cell, after the ablation's own "
+                        "(repeatable), e.g. --set 'folds.test_sessions=[S05]' --set threads=2")
     p.add_argument("--out", help="output folder (default: the config's `out`)")
     return p
 
@@ -28,6 +31,12 @@ def run(args) -> int:
     from convmem.study.ablation import load_ablation, run_ablation
 
     cfg, run_path = load_ablation(args.config, args.overrides)
+    bad = [o for o in args.run_overrides if "=" not in o]
+    if bad:
+        from convmem.errors import ConfigError
+
+        raise ConfigError(f"--set {bad[0]!r}: expected key=value")
+    cfg.overrides = [*cfg.overrides, *args.run_overrides]
 
     def on_cell(i: int, n: int, cell) -> None:
         print(f"convmem ablate: cell {i + 1}/{n}: {cell.setting} × {cell.member}", flush=True)
