@@ -20,6 +20,8 @@ def finish_report(cfg, out: Path, folds: list[str], methods: list[str]) -> Path:
         "n_limit": cfg.slm.n_limit, "config": cfg.name, "methods": methods, "commit": code_commit(),
         "prosody_marks": bool(cfg.slm.prosody_marks),
     }
+    if cfg.folds.exclude_sessions:  # said, so a validation study's figures name what they never saw
+        meta["excluded_sessions"] = list(cfg.folds.exclude_sessions)
     return write_outputs(out, folds, methods, tuple(cfg.corpus.labels), meta, cfg.eval.bootstrap, cfg.seed)
 
 
