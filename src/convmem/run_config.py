@@ -89,11 +89,21 @@ class CorpusSection:
 class FoldsSection:
     """scheme "loso": leave-one-session-out, `test_sessions` limits which folds run (None = all).
     scheme "official": the corpus's own train/dev/test sessions (MELD); MELD's speakers recur across
-    its splits, so it needs `allow_speaker_overlap: true`, stated in the report."""
+    its splits, so it needs `allow_speaker_overlap: true`, stated in the report.
+    exclude_sessions: sessions the study never reads, neither to train nor to test: an inner,
+    validation study (`exclude_sessions: [S05]`, `test_sessions: [S04]`) chooses settings on a
+    training session while the real held-out session stays unseen (configs/dpm_sweep_synth.yaml)."""
 
     scheme: Literal["loso", "official"] = "loso"
     test_sessions: list[str] | None = None
     allow_speaker_overlap: bool = False
+    exclude_sessions: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        both = sorted(set(self.exclude_sessions) & set(self.test_sessions or ()))
+        if both:
+            raise ConfigError(f"folds.exclude_sessions: {both[0]!r} is also in folds.test_sessions "
+                              "(an excluded session is never read, so it cannot be tested)")
 
 
 @dataclass

@@ -15,7 +15,7 @@ def calls(monkeypatch):
 
     seen = []
     dialogues = [Dialogue(f"d{s}", s, [Utterance(f"{s}u", f"{s}A", 0.0, 1.0, "neu")]) for s in ("S1", "S2")]
-    monkeypatch.setattr(manifest, "read_manifest", lambda path, labels=None: dialogues)
+    monkeypatch.setattr(manifest, "read_manifest", lambda path, labels=None, **kw: dialogues)
     monkeypatch.setattr(training, "train_fold_models",
                         lambda cfg, train, model_dir, methods, cache, fold_info=None: seen.append(
                             (sorted(d.session for d in train), methods, fold_info)) or model_dir)

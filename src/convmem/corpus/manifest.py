@@ -27,6 +27,7 @@ def read_manifest(
     path: str | Path,
     labels: Iterable[str] | None = None,
     check_audio: bool = True,
+    unread_sessions: Iterable[str] = (),
 ) -> list[Dialogue]:
     """Read and validate a manifest.
 
@@ -34,6 +35,8 @@ def read_manifest(
         path: the JSONL file.
         labels: allowed emotion labels (default: every label convmem knows).
         check_audio: verify that audio files exist and that times lie inside the audio.
+        unread_sessions: sessions whose audio is not opened, not even to check it (a study that
+            excludes them never reads them); their records are still parsed and returned.
     Raises:
         ManifestError naming `path:line` and the field for every kind of bad input, and naming
         `path` for a manifest without a single dialogue.
@@ -57,18 +60,21 @@ def read_manifest(
     if not dialogues:
         # said here, naming the file: later steps would only see "0 sessions"
         raise ManifestError(f"{path}: no dialogues (the manifest is empty)")
-    validate_dialogues(dialogues, allowed, check_audio=check_audio, origin=path)
+    validate_dialogues(dialogues, allowed, check_audio=check_audio, origin=path, unread_sessions=unread_sessions)
     return dialogues
 
 
-def read_manifests(paths: Iterable[str | Path], labels: Iterable[str] | None = None) -> list[Dialogue]:
+def read_manifests(paths: Iterable[str | Path], labels: Iterable[str] | None = None,
+                   unread_sessions: Iterable[str] = ()) -> list[Dialogue]:
     """Read several manifests (e.g. one per corpus) into one list, in the order given.
 
     Each is read and validated as by `read_manifest`; then dialogue, session and utterance ids must
     stay unique across files, because folds are made of sessions and caches are keyed by ids. A
     collision is a ManifestError naming both files (prefix the ids by corpus, as the loaders do).
+    `unread_sessions`: as for `read_manifest`.
     """
     paths = [Path(p) for p in paths]
+    unread_sessions = frozenset(unread_sessions)
     if not paths:
         raise ManifestError("no manifest given")
     labels = None if labels is None else list(labels)
@@ -77,7 +83,7 @@ def read_manifests(paths: Iterable[str | Path], labels: Iterable[str] | None = N
     for i, path in enumerate(paths):
         if path in paths[:i]:
             raise ManifestError(f"{path}: manifest listed twice")
-        dialogues = read_manifest(path, labels=labels)
+        dialogues = read_manifest(path, labels=labels, unread_sessions=unread_sessions)
         found = {"session": {d.session for d in dialogues},
                  "dialogue id": {d.dialogue_id for d in dialogues},
                  "utterance id": {u.id for d in dialogues for u in d.utterances}}
@@ -169,11 +175,14 @@ def validate_dialogues(
     allowed: frozenset[str],
     check_audio: bool = True,
     origin: Path | str = "<memory>",
+    unread_sessions: Iterable[str] = (),
 ) -> None:
     """Check labels, audio presence, id uniqueness, and times by the one rule of corpus/turn_times.py.
 
-    Errors name `origin:line` (line = the dialogue's position, 1-based) and the field.
+    Errors name `origin:line` (line = the dialogue's position, 1-based) and the field. The audio of
+    `unread_sessions`' dialogues is not opened (their times are checked as without audio).
     """
+    unread_sessions = frozenset(unread_sessions)
     seen_dialogues: dict[str, int] = {}
     seen_utts: dict[str, int] = {}
     for lineno, d in enumerate(dialogues, start=1):
@@ -186,7 +195,8 @@ def validate_dialogues(
         if not d.utterances:
             raise ManifestError(f"{where}: field utterances: dialogue {d.dialogue_id!r} has no utterances")
         duration = None
-        if d.audio is not None and check_audio:
+        audio = check_audio and d.session not in unread_sessions
+        if d.audio is not None and audio:
             duration = _audio_duration(d.audio, f"{where}: field audio")
         for i, u in enumerate(d.utterances):
             uw = f"{where}: utterances[{i}]"
@@ -197,7 +207,7 @@ def validate_dialogues(
                 raise ManifestError(
                     f"{uw}.emotion: unknown label {u.emotion!r} (allowed: {', '.join(sorted(allowed))}, or null)"
                 )
-            if u.audio is not None and check_audio:
+            if u.audio is not None and audio:
                 _audio_duration(u.audio, f"{uw}.audio")
             if u.audio is None and d.audio is None:
                 raise ManifestError(f"{uw}.audio: no audio for utterance {u.id!r} and none for its dialogue")

@@ -27,14 +27,16 @@ PLOT_BUCKET = "all"  # per-class and confusion figures count every scored uttera
 
 
 def run_description(results: dict) -> str:
-    """One line naming corpus, folds, seeds and n_limit of a results object."""
+    """One line naming corpus, folds, seeds and n_limit of a results object (and the sessions a
+    validation study never read, meta "excluded_sessions")."""
     meta = results["meta"]
 
     def listed(v):
         return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
+    excluded = meta.get("excluded_sessions")
     return (f"{meta['corpus']} | folds {listed(meta['folds'])} | seeds {listed(meta['seeds'])} | "
-            f"n_limit {meta['n_limit']}")
+            f"n_limit {meta['n_limit']}" + (f" | sessions never read: {listed(excluded)}" if excluded else ""))
 
 
 def _save(fig: Figure, path: Path) -> None:

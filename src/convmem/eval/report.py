@@ -141,11 +141,13 @@ def render_report(results: dict, plots: dict[str, str] | None = None) -> str:
 
 
 def _memory_effect_section(results: dict) -> str | None:
-    """How much each memory moves `none`'s decisions (meta "changed_vs_none") and, for MAL, its gate
-    and residual norm by utterance position (meta "mal_diagnostics"); None when the run has neither."""
+    """How much each memory moves `none`'s decisions (meta "changed_vs_none"), for MAL its gate and
+    residual norm by utterance position (meta "mal_diagnostics"), for DPM how often each DPM method
+    wrote (meta "dpm_writes"); None when the run has none of them."""
     meta = results["meta"]
     changed, mal = meta.get("changed_vs_none") or {}, meta.get("mal_diagnostics") or {}
-    if not changed and not mal:
+    writes = meta.get("dpm_writes") or {}
+    if not changed and not mal and not writes:
         return None
     out = ["## What the memories change", ""]
     if changed:
@@ -160,6 +162,13 @@ def _memory_effect_section(results: dict) -> str | None:
                 _table(["Positions", "reads", "gate mean", "residual / hidden"],
                        [[r["positions"], str(r["n"]), f"{r['gate']:.3f}", f"{r['residual_ratio']:.4g}"]
                         for r in rows]), ""]
+    if writes:
+        out += ["How often each DPM method wrote: utterances whose write stepped the temporary LoRA, of "
+                "those it could write (every utterance after a dialogue's first). Sentence stepping "
+                "writes all of them (100 %); a gated strategy at 100 % never closed its gate.", "",
+                _table(["Method", "written / eligible", "write rate %", "optimizer steps", "utterances read"],
+                       [[method_name(m, meta), f"{w['written']} / {w['eligible']}", _pct(w["rate"]),
+                         str(w["steps"]), str(w["utterances"])] for m, w in writes.items()]), ""]
     return "\n".join(out).rstrip()
 
 

@@ -113,8 +113,9 @@ def validate_results(obj) -> None:
 
 
 def _check_memory_effect(c: _Checker, meta: dict) -> None:
-    """Optional meta.changed_vs_none {method: {n, changed}} and meta.mal_diagnostics {method: [{positions,
-    n, gate, residual_ratio}]} (study/report.py)."""
+    """Optional meta.changed_vs_none {method: {n, changed}}, meta.mal_diagnostics {method: [{positions,
+    n, gate, residual_ratio}]} and meta.dpm_writes {method: {utterances, eligible, written, steps,
+    rate}} (study/report.py)."""
     changed = meta.get("changed_vs_none")
     if changed is not None and c.is_dict(changed, "meta.changed_vs_none"):
         for m, v in changed.items():
@@ -135,6 +136,27 @@ def _check_memory_effect(c: _Checker, meta: dict) -> None:
                     c.fraction(r["gate"], f"{p}.gate", nullable=False)
                     if not isinstance(r["residual_ratio"], Real) or not r["residual_ratio"] >= 0:
                         c.fail(f"{p}.residual_ratio", f"expected a number >= 0, got {r['residual_ratio']!r}")
+    writes = meta.get("dpm_writes")
+    if writes is not None and c.is_dict(writes, "meta.dpm_writes"):
+        for m, w in writes.items():
+            _check_dpm_writes(c, w, f"meta.dpm_writes.{m}")
+
+
+def _check_dpm_writes(c: _Checker, w, p: str) -> None:
+    """{utterances, eligible, written, steps, rate} (memory/dpm_writes.py): counts that nest
+    (written <= eligible <= utterances, steps >= written) and a rate that is written / eligible."""
+    keys = ("utterances", "eligible", "written", "steps", "rate")
+    if not c.is_dict(w, p, keys) or not all(c.is_int(w[k], f"{p}.{k}") for k in keys[:4]):
+        return
+    if not w["written"] <= w["eligible"] <= w["utterances"]:
+        c.fail(p, f"expected written <= eligible <= utterances, got {w['written']}, {w['eligible']}, "
+                  f"{w['utterances']}")
+    if w["steps"] < w["written"]:
+        c.fail(f"{p}.steps", f"{w['steps']} optimizer steps for {w['written']} writes (each takes >= 1)")
+    expected = w["written"] / w["eligible"] if w["eligible"] else None
+    if (w["rate"] is None) != (expected is None) or (
+            expected is not None and not (isinstance(w["rate"], Real) and abs(w["rate"] - expected) <= 1e-9)):
+        c.fail(f"{p}.rate", f"expected written / eligible = {expected!r}, got {w['rate']!r}")
 
 
 def _check_settings(c: _Checker, s) -> None:

@@ -177,7 +177,8 @@ class DPMMemory:
         emotion_ids: vocab ids of the emotion tokens, in output order.
         n_limit: the model's window limit in tokens.
         config: DPMConfig (defaults: the paper's).
-    Call `close()` to take the LoRA hooks out of the model.
+    Call `close()` to take the LoRA hooks out of the model. Set `write_tally` to a
+    `convmem.memory.dpm_writes.WriteTally` to count how often it writes across conversations.
     """
 
     name = "dpm"
@@ -206,6 +207,7 @@ class DPMMemory:
                                             c.momentum)
         self._default_a = self.lora.fresh_a(conversation_seed(c.seed, ""))
         self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.write_tally = None
 
     def close(self) -> None:
         """Remove the temporary-LoRA hooks; the model is exactly the frozen model again."""
@@ -321,6 +323,7 @@ class DPMMemory:
         nll_sum = torch.zeros(n_rows, dtype=torch.float64, device=self.device)
         nll_count = torch.zeros_like(nll_sum)
         accepted = rows_mask.clone()
+        steps_taken = 0
         for j in range(int(n_chunks.max())):
             rows = (accepted & (n_chunks > j)).nonzero().squeeze(1)
             for step in range(self.config.steps_per_write):
@@ -342,6 +345,7 @@ class DPMMemory:
                     nll_sum[rows] += loss.double() * count
                     nll_count[rows] += count
                 self.optimizer.step(state.params(), grads, rows, state.opt)
+                steps_taken += rows.numel()
         written = accepted
         self.stepping.commit(state.stepping, written)
         state.writes += written.long()
@@ -349,6 +353,10 @@ class DPMMemory:
         state.chunked_writes += (written & (n_chunks > 1)).long()
         state.chunks_written += torch.where(written, n_chunks, 0)
         state.truncated_tokens += plan.truncated
+        if self.write_tally is not None:
+            # .item() syncs a GPU; only a pass that asked for the tally pays for it
+            self.write_tally.add(int(batch.active.bool().sum().item()), int(eligible.sum().item()),
+                                 int(written.sum().item()), steps_taken)
         out = torch.where(written & (nll_count > 0), nll_sum / nll_count.clamp(min=1), float("nan"))
         return state, out.float()
 

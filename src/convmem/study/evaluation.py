@@ -41,11 +41,18 @@ def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encod
                            window_full_limit=cfg.eval.window_full_limit)
     mine = test[rank::world]
     convs = [coding.utterance_inputs(bundle.vocab, d, table) for d in mine]
-    probe = None
-    if hasattr(engine.memory, "probe") and not vad:
+    # what a memory records when asked, per gold-segmented pass (a VAD pass reads segments, not
+    # gold utterances): the cost key it travels under -> (the memory's attribute, its recorder)
+    recorders = {}
+    if not vad:
+        from convmem.memory.dpm_writes import WriteTally
         from convmem.memory.mal_probe import MALProbe
 
-        probe = engine.memory.probe = MALProbe()
+        for key, (attr, make) in {"mal_probe": ("probe", MALProbe),
+                                  "dpm_writes": ("write_tally", WriteTally)}.items():
+            if hasattr(engine.memory, attr):
+                recorders[key] = (attr, make())
+                setattr(engine.memory, attr, recorders[key][1])
     t0 = time.perf_counter()
     with spec.grad_mode():
         if vad:
@@ -82,9 +89,9 @@ def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encod
                 last_scored=i == last, write_loss=None if math.isnan(loss) else loss,
                 session=d.session, speaker=u.speaker).as_row())
     cost = _cost(mine, seconds)
-    if probe is not None:
-        engine.memory.probe = None
-        cost["mal_probe"] = probe.sums()
+    for key, (attr, recorder) in recorders.items():
+        setattr(engine.memory, attr, None)
+        cost[key] = recorder.sums()
     if vad:
         cost["unmatched_gold_utterances"] = int(sum(np.isnan(r.logits).any(-1).sum() for r in results))
     return rows, cost

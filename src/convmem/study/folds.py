@@ -17,11 +17,13 @@ def apply_threads(cfg) -> None:
 
 
 def corpus_dialogues(cfg, synth_dir: Path, rank: int = 0) -> list[Dialogue]:
-    """The config's corpus: its manifest(s), or the synthetic preset generated once into `synth_dir`."""
+    """The config's corpus: its manifest(s), or the synthetic preset generated once into `synth_dir`,
+    without the sessions `folds.exclude_sessions` names (`included`)."""
     from convmem.corpus.manifest import read_manifest, read_manifests
 
+    unread = cfg.folds.exclude_sessions
     if cfg.corpus.manifest:
-        return read_manifests(cfg.corpus.manifests(), labels=cfg.corpus.labels)
+        return included(cfg, read_manifests(cfg.corpus.manifests(), labels=cfg.corpus.labels, unread_sessions=unread))
     manifest = synth_dir / "manifest.jsonl"
     if not manifest.exists():
         if rank != 0:
@@ -30,12 +32,28 @@ def corpus_dialogues(cfg, synth_dir: Path, rank: int = 0) -> list[Dialogue]:
         from convmem.corpus.synth import synthesize_corpus
 
         synthesize_corpus(synth_dir, preset=cfg.corpus.synth_preset, seed=cfg.corpus.synth_seed)
-    return read_manifest(manifest, labels=cfg.corpus.labels)
+    return included(cfg, read_manifest(manifest, labels=cfg.corpus.labels, unread_sessions=unread))
+
+
+def included(cfg, dialogues: list[Dialogue]) -> list[Dialogue]:
+    """`dialogues` without those of `cfg.folds.exclude_sessions`: sessions the study never reads,
+    neither to train nor to test (a validation study keeps the real held-out session out of it;
+    the manifest readers do not even open their audio). ConfigError naming an unknown session."""
+    excluded = set(cfg.folds.exclude_sessions)
+    if not excluded:
+        return dialogues
+    known = {d.session for d in dialogues}
+    missing = sorted(excluded - known)
+    if missing:
+        raise ConfigError(f"folds.exclude_sessions: unknown session {missing[0]!r} "
+                          f"(corpus has {', '.join(sorted(known))})")
+    return [d for d in dialogues if d.session not in excluded]
 
 
 def study_folds(cfg, dialogues: list[Dialogue]):
     """The folds `cfg.folds` names (LOSO, limited to folds.test_sessions, or the corpus's official
-    split), each checked to share no speaker between its sides."""
+    split), each checked to share no speaker between its sides. `dialogues`: the study's, already
+    without folds.exclude_sessions (`corpus_dialogues`)."""
     from convmem.corpus.splits import check_speaker_disjoint, loso_folds, predefined_fold
 
     if cfg.folds.scheme == "official":

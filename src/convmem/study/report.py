@@ -20,6 +20,8 @@ def finish_report(cfg, out: Path, folds: list[str], methods: list[str]) -> Path:
         "n_limit": cfg.slm.n_limit, "config": cfg.name, "methods": methods, "commit": code_commit(),
         "prosody_marks": bool(cfg.slm.prosody_marks),
     }
+    if cfg.folds.exclude_sessions:  # said, so a validation study's figures name what they never saw
+        meta["excluded_sessions"] = list(cfg.folds.exclude_sessions)
     return write_outputs(out, folds, methods, tuple(cfg.corpus.labels), meta, cfg.eval.bootstrap, cfg.seed)
 
 
@@ -30,15 +32,17 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
     report.md in `out`, each written atomically. Returns the report's path.
 
     meta["prosody_marks"] (the models read speaker-relative marks) decides each method's label, and
-    the labels go into results.json's meta ("method_labels"), so results name what `none` read."""
+    the labels go into results.json's meta ("method_labels"), so results name what `none` read;
+    a MAL probe's sums become meta "mal_diagnostics", a DPM write tally's meta "dpm_writes"."""
     from convmem.eval import write_evaluation
     from convmem.eval.predictions import Prediction, table_from_predictions
     from convmem.eval.results import ResultsConfig
     from convmem.eval.stats import BootstrapConfig
 
-    from convmem.memory.mal_probe import by_position, merge
+    from convmem.study.sharding import SUMMED_COSTS, merge_sums
 
-    preds, cost, probes = [], {}, {}
+    preds, cost = [], {}
+    sums: dict[str, dict] = {k: {} for k in SUMMED_COSTS}  # cost key -> {method: sums over folds}
     for fold in folds:
         for method in methods:
             blob = json.loads((out / "folds" / fold / f"predictions_{method}.json").read_text())
@@ -46,8 +50,8 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
                 preds.append(Prediction.from_row(r))
             c = cost.setdefault(method, {"seconds": 0.0, "utterances": 0, "audio_seconds": 0.0})
             for k, v in blob["cost"].items():
-                if k == "mal_probe":
-                    probes[method] = merge(probes.get(method), v)
+                if k in SUMMED_COSTS:
+                    sums[k][method] = merge_sums(k, sums[k].get(method), v)
                 elif k != "processes":
                     c[k] = c.get(k, 0) + v
     table = table_from_predictions(preds, labels, origin=str(out))
@@ -58,8 +62,14 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
                       **({"unmatched_gold_utterances": c["unmatched_gold_utterances"]}
                          if "unmatched_gold_utterances" in c else {})} for m, c in cost.items()}
     meta = described(meta, methods, preds)
-    if probes:
-        meta["mal_diagnostics"] = {m: by_position(p) for m, p in probes.items()}
+    if sums["mal_probe"]:
+        from convmem.memory.mal_probe import by_position
+
+        meta["mal_diagnostics"] = {m: by_position(p) for m, p in sums["mal_probe"].items()}
+    if sums["dpm_writes"]:
+        from convmem.memory.dpm_writes import rates
+
+        meta["dpm_writes"] = {m: rates(s) for m, s in sums["dpm_writes"].items()}
     outputs = write_evaluation(table, meta, out, rcfg, cost=cost_table)
     atomic_write_json(out / "cost.json", cost_table)
     return outputs.report

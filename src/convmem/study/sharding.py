@@ -26,14 +26,26 @@ def write_shard(path: Path, rows: list[dict], cost: dict, rank: int, world: int)
         total = {"seconds": max(p["cost"]["seconds"] for p in parts),
                  "utterances": sum(p["cost"]["utterances"] for p in parts),
                  "audio_seconds": sum(p["cost"]["audio_seconds"] for p in parts), "processes": world}
-        if any("mal_probe" in p["cost"] for p in parts):
-            from convmem.memory.mal_probe import merge
-
-            total["mal_probe"] = functools.reduce(merge, (p["cost"].get("mal_probe") for p in parts), None)
+        for key in SUMMED_COSTS:
+            if any(key in p["cost"] for p in parts):
+                total[key] = functools.reduce(functools.partial(merge_sums, key),
+                                              (p["cost"].get(key) for p in parts), None)
         atomic_write_json(path, {"rows": merged, "cost": total}, indent=None)
         for r in range(world):
             path.with_name(f"{path.stem}.rank{r}of{world}.json").unlink()
     barrier(world)
+
+
+# Diagnostics a method's cost carries as sums, so shards and folds add up: cost key -> the module
+# whose `merge(a, b)` adds two of them (imported when needed: the MAL probe's imports torch).
+SUMMED_COSTS = {"mal_probe": "convmem.memory.mal_probe", "dpm_writes": "convmem.memory.dpm_writes"}
+
+
+def merge_sums(key: str, a: dict | None, b: dict | None) -> dict | None:
+    """Two of cost key `key`'s sums added (None is the empty one)."""
+    import importlib
+
+    return importlib.import_module(SUMMED_COSTS[key]).merge(a, b)
 
 
 def merge_shards(shards: list[list[dict]]) -> list[dict]:
