@@ -208,6 +208,7 @@ register(MemorySpec("window_full", _window_full, label="SLLM, full history in co
 register(MemorySpec("classifier", _classifier, needs=("classifier",), label="Classifier on speech tokens"))
 register(MemorySpec("dpm", _dpm, writes_by_backprop=True, label="SLLM-DPM (temporary LoRA memory)",
                     takes_variants=True,
-                    variant_labels={"dpm_stride1024": "SLLM-DPM, fixed stride 1024 tokens",
+                    variant_labels={"dpm_paper": "SLLM-DPM at the paper's lr 5e-5",
+                                    "dpm_stride1024": "SLLM-DPM, fixed stride 1024 tokens",
                                     "dpm_surprise": "SLLM-DPM, surprise-gated writes"}))
 register(MemorySpec("mal", _mal, needs=("slm", "mal"), writes_by_backprop=True, label="SLLM-MAL (memory as a layer)"))
