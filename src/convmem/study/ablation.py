@@ -70,6 +70,8 @@ class AblationConfig:
 
 @dataclass(frozen=True)
 class Cell:
+    """One study of the ablation: a compared setting on one pool member, with its run overrides."""
+
     setting: str
     member: str
     overrides: tuple[str, ...]
@@ -155,7 +157,7 @@ def pooled_table(cfg: AblationConfig, out: Path, setting: str):
 
     rows, labels = [], None
     for member in cfg.pool:
-        table = read_predictions_csv(out / "cells" / f"{setting}{CELL_SEP}{member}" / "predictions.csv")
+        table = read_predictions_csv(out / "cells" / Cell(setting, member, ()).name / "predictions.csv")
         if labels is not None and tuple(table.labels) != tuple(labels):
             raise ConfigError(f"ablation: pool member {member!r} has labels {table.labels}, others {labels}")
         labels = table.labels
@@ -175,7 +177,7 @@ def summarise(cfg: AblationConfig, out: Path, run_configs: dict) -> Path:
     boot = BootstrapConfig(n_resamples=cfg.bootstrap, seed=cfg.seed)
     tables, settings = {}, {}
     for setting in cfg.compare:
-        rc = run_configs[f"{setting}{CELL_SEP}{next(iter(cfg.pool))}"]
+        rc = run_configs[Cell(setting, next(iter(cfg.pool)), ()).name]
         table = tables[setting] = pooled_table(cfg, out, setting)
         meta = {"corpus": rc.corpus.title(), "caveat": rc.corpus.caveat, "folds": table.folds,
                 "seeds": [rc.seed], "n_limit": rc.slm.n_limit, "config": f"{cfg.name}: {setting}",
