@@ -31,11 +31,6 @@ def run(args) -> int:
     from convmem.study.ablation import load_ablation, run_ablation
 
     cfg, run_path = load_ablation(args.config, args.overrides)
-    bad = [o for o in args.run_overrides if "=" not in o]
-    if bad:
-        from convmem.errors import ConfigError
-
-        raise ConfigError(f"--set {bad[0]!r}: expected key=value")
     cfg.overrides = [*cfg.overrides, *args.run_overrides]
 
     def on_cell(i: int, n: int, cell) -> None:

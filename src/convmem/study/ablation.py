@@ -168,6 +168,8 @@ def pooled_table(cfg: AblationConfig, out: Path, setting: str):
 
 def summarise(cfg: AblationConfig, out: Path, run_configs: dict) -> Path:
     """Score every setting over its pool into `out/<setting>/`, then `out/ablation.md` and `.json`."""
+    import json
+
     from convmem.eval import write_evaluation
     from convmem.eval.results import ResultsConfig
     from convmem.eval.stats import BootstrapConfig
@@ -184,9 +186,10 @@ def summarise(cfg: AblationConfig, out: Path, run_configs: dict) -> Path:
                 "methods": table.methods, "commit": code_commit(), "prosody_marks": bool(rc.slm.prosody_marks)}
         meta = described(meta, table.methods, table.rows())
         (out / setting).mkdir(parents=True, exist_ok=True)
-        write_evaluation(table, meta, out / setting, ResultsConfig(bootstrap=boot))
+        written = write_evaluation(table, meta, out / setting, ResultsConfig(bootstrap=boot))
+        results = json.loads(written.results.read_text())
         settings[setting] = {"overrides": cfg.compare[setting], "prosody_marks": bool(rc.slm.prosody_marks),
-                             "methods": _method_rows(table, cfg.references, boot)}
+                             "methods": _method_rows(table, results, cfg.references, boot)}
     summary = {"name": cfg.name, "pool": cfg.pool, "overrides": cfg.overrides, "references": cfg.references,
                "bootstrap": cfg.bootstrap, "settings": settings, "between_settings": _between(tables, boot)}
     atomic_write_json(out / "ablation.json", summary)
@@ -194,26 +197,24 @@ def summarise(cfg: AblationConfig, out: Path, run_configs: dict) -> Path:
     return out / "ablation.md"
 
 
-def _scores(table, mask, boot) -> dict:
-    from convmem.eval.metrics import point_metrics
-    from convmem.eval.stats import bootstrap_ci
-
-    sub = table.select(mask)
-    point = point_metrics(sub.gold, sub.predicted, len(table.labels))
-    ci = bootstrap_ci(sub.dialogue, sub.gold, sub.predicted, len(table.labels), boot)
-    return {"n": len(sub), "wa": point["wa"], "ua": point["ua"], "wa_ci": ci and ci["wa"], "ua_ci": ci and ci["ua"]}
+def _scores(block: dict) -> dict:
+    """The summary's figures of one results.json bucket block."""
+    ci = block["ci"]
+    return {"n": block["n"], "wa": block["wa"], "ua": block["ua"], "wa_ci": ci and ci["wa"], "ua_ci": ci and ci["ua"]}
 
 
-def _method_rows(table, references: list[str], boot) -> dict:
-    from convmem.eval.metrics import bucket_mask
+def _method_rows(table, results: dict, references: list[str], boot) -> dict:
+    """Per method: its scores (all, long context) from the setting's `results` (results.json), and
+    its paired test against each reference (the results' own when they used that reference)."""
     from convmem.eval.results import paired_tests
 
-    rows = {m: {"all": _scores(table, table.method == m, boot),
-                "long_context": _scores(table, (table.method == m) & bucket_mask(table, "long_context"), boot)}
-            for m in table.methods}
+    rows = {m: {"all": _scores(r["buckets"]["all"]), "long_context": _scores(r["buckets"]["long_context"])}
+            for m, r in results["methods"].items()}
     for ref in references:
-        for m, tests in paired_tests(table, ref, boot).items():
-            t = tests["all"]
+        own = results["paired"]
+        tests = own["tests"] if own["reference"] == ref else paired_tests(table, ref, boot)
+        for m, t in tests.items():
+            t = t["all"]
             rows[m][f"vs_{ref}"] = {"delta_wa": t["delta_wa"], "ci": t["ci"] and t["ci"]["wa"],
                                     "p_bootstrap": t["p_bootstrap"] and t["p_bootstrap"]["wa"],
                                     "mcnemar_p": t["mcnemar_p"]}
