@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 
-from convmem.audio.relative_prosody import MARKS_PER_TURN
 from convmem.corpus.types import Dialogue
 from convmem.engine.history import history_counts, long_context
 from convmem.eval.majority import METHOD as MAJORITY
@@ -24,8 +23,9 @@ from convmem.eval.majority import prior_rows
 from convmem.eval.predictions import Prediction
 from convmem.study import coding
 from convmem.study.methods import split_vad
-from convmem.tokenizers.utterance_encoder import Encoded
 from convmem.study.sharding import write_shard
+from convmem.tokenizers.utterance_encoder import Encoded
+
 
 def evaluate_method(cfg, bundle, method: str, test: list[Dialogue], table: Encoded, fold: str, rank: int = 0,
                     world: int = 1) -> tuple[list[dict], dict]:
@@ -132,9 +132,7 @@ def _cost(mine: list[Dialogue], seconds: float) -> dict:
 
 def _majority(cfg, prior: np.ndarray, mine: list[Dialogue], table: Encoded, fold: str, n_limit: int
               ) -> tuple[list[dict], dict]:
-    # an utterance's input: its codes [+ its marks]
-    own = {uid: len(e.codes) + (0 if e.marks is None else MARKS_PER_TURN) for uid, e in table.items()}
-    rows = prior_rows(prior, mine, {u.id: own[u.id] for d in mine for u in d.utterances},
+    rows = prior_rows(prior, mine, {u.id: table[u.id].n_ids for d in mine for u in d.utterances},
                       cfg.corpus.labels, fold, n_limit, cfg.eval.emotion_tokens == "predicted")
     return rows, _cost(mine, 0.0)
 

@@ -8,7 +8,6 @@ part it was training (the SLM loop also resumes from its checkpoints)."""
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 from convmem.config import to_dict
@@ -79,6 +78,8 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
 
     if "mal" in parts and not (model_dir / "mal").is_dir():
         from convmem.memory.mal import MALMemory
+        from convmem.fileio import atomic_write_json
+        from convmem.tokenizers.dialogue_audio import source_dialogue
         from convmem.train.mal_trainer import UtteranceTokens, train_mal
 
         mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
@@ -88,7 +89,7 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         for cd in coded():
             tokens = [UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)
                       for x, e in zip(cd.inputs(vocab), cd.emotions)]
-            source = cd.dialogue_id.split("#aug")[0]
+            source = source_dialogue(cd.dialogue_id)
             if source not in held:
                 fit.append(tokens)
             elif source == cd.dialogue_id:  # a perturbed copy of a validation dialogue is dropped
@@ -97,10 +98,10 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         result = train_mal(slm, adapter, fit, cfg.mal_train, mal_cfg, vocab.audio_end_id,
                            mark_id_range=mark_ids, val_dialogues=val)
         save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
-        (model_dir / "mal" / "train_log.json").write_text(json.dumps(
-            {"best_epoch": result.best_epoch, "val_losses": result.val_losses,
-             "val_accuracies": result.val_accuracies, "val_dialogues": len(val), "train_dialogues": len(fit),
-             "steps": len(result.losses)}, indent=1))
+        atomic_write_json(model_dir / "mal" / "train_log.json",
+                          {"best_epoch": result.best_epoch, "val_losses": result.val_losses,
+                           "val_accuracies": result.val_accuracies, "val_dialogues": len(val),
+                           "train_dialogues": len(fit), "steps": len(result.losses)}, indent=1)
 
     if not (model_dir / "MODEL_CARD.md").exists():
         from convmem.model_card import render_card

@@ -188,6 +188,19 @@ def encode_perturbed_copies(
     return out
 
 
+COPY_MARK = "#aug"  # a perturbed copy's id: "<source dialogue id>#aug<k>"
+
+
+def copy_id(dialogue_id: str, k: int) -> str:
+    """The id of the k-th (1-based) speaker-perturbed copy of dialogue `dialogue_id`."""
+    return f"{dialogue_id}{COPY_MARK}{k}"
+
+
+def source_dialogue(dialogue_id: str) -> str:
+    """The dialogue a perturbed copy was made from (a dialogue that is no copy: itself)."""
+    return dialogue_id.split(COPY_MARK)[0]
+
+
 def _perturbed_copies(dialogues: list[Dialogue], augment) -> Iterator[tuple[str, Dialogue, list[np.ndarray]]]:
     """(copy id "<dialogue>#aug<k>", source dialogue, its utterances' perturbed waves) of every copy,
     in the order of `encode_perturbed_copies`; one perturbation per speaker and copy."""
@@ -197,7 +210,7 @@ def _perturbed_copies(dialogues: list[Dialogue], augment) -> Iterator[tuple[str,
         waves = [utterance_waveform(u, dialogue) for u in dialogue.utterances]
         for k in range(1, augment.copies + 1):
             draws = draw_perturbations(augment, dialogue.dialogue_id, [u.speaker for u in dialogue.utterances], k)
-            yield (f"{dialogue.dialogue_id}#aug{k}", dialogue,
+            yield (copy_id(dialogue.dialogue_id, k), dialogue,
                    [draws[u.speaker].apply(w) for u, w in zip(dialogue.utterances, waves)])
 
 

@@ -51,6 +51,12 @@ class EncodedUtterance:
     frames: np.ndarray | None = None
     speaker: Hashable | None = None
 
+    @property
+    def n_ids(self) -> int:
+        """Ids the model reads for it before `<audio_end>`: its codes, then its marks (as
+        `model_input`'s ids, without building them)."""
+        return int(self.codes.size) + (0 if self.marks is None else int(self.marks.size))
+
     def model_input(self, vocab):
         """The `slm.audio_embedding.UtteranceInput` of this utterance under `vocab` (EmotionVocab):
         ids int64[n (+ 4 marks)], frames float32[n (+ 4), D] aligned to them for a frames model."""
