@@ -40,6 +40,10 @@ def test_a_run_folder_with_results_resumes_after_a_descriptive_change_only(tmp_p
     (tmp_path / "folds" / "S01" / "model").mkdir(parents=True)
     (tmp_path / "folds" / "S01" / "model" / "bundle.json").write_text("{}")
     claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["corpus.name=renamed", "corpus.caveat=c"]))
+    # more folds of the same study: each fold's parts depend only on its own sessions
+    claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["folds.test_sessions=null"]))
+    with pytest.raises(ConfigError, match=r"differs at: folds\.exclude_sessions"):
+        claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["folds.exclude_sessions=[S04]"]))
     with pytest.raises(ConfigError, match=r"different config \(differs at: corpus\.synth_seed\) and its "
                                           r"results \(folds/S01/model/bundle.json\)"):
         claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["corpus.synth_seed=1"]))

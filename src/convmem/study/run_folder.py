@@ -68,13 +68,17 @@ def _reused_artifacts(out: Path, corpus_changed: bool) -> list[str]:
 
 def _comparable(d: dict) -> dict:
     """The parts of a config that decide a run's models and predictions: methods can be added to a
-    study (each has its own predictions file), `final` only adds a model, and the corpus's name and
-    caveat only describe it."""
+    study (each has its own predictions file), so can folds (`folds.test_sessions`: each fold has
+    its own folder and trains on the same sessions whichever others run), `final` only adds a model,
+    and the corpus's name and caveat only describe it."""
     d = json.loads(json.dumps(d))
     for key in ("name", "caveat"):
         d.get("corpus", {}).pop(key, None)
     d.get("eval", {}).pop("methods", None)
     d.get("eval", {}).pop("vad_methods", None)
+    d.get("folds", {}).pop("test_sessions", None)
+    if not d.get("folds", {}).get("exclude_sessions", True):
+        del d["folds"]["exclude_sessions"]  # empty = absent (folders from before the setting existed)
     d.pop("final", None)
     d.pop("final_methods", None)
     return d
