@@ -103,6 +103,26 @@ def test_whisper_probes_and_front_end_cost_on_a_tiny_synthetic_corpus(tmp_path: 
 
 
 @pytest.mark.slow
+def test_predict_cost_smoke_splits_the_time_of_one_recording(tmp_path: Path) -> None:
+    """bench_predict.py: one recording through Predictor.predict per memory, with the front-end's
+    and the memory's share of the wall time (each a fraction of it, together at most all of it)."""
+    out = tmp_path / "predict.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "bench_predict.py"), "--models", "tiny.en",
+                           "--memory", "none", "dpm", "--threads", "1", "--utterances", "8", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["memory"]) for r in rows] == [("tiny.en", "none"), ("tiny.en", "dpm")]
+    for r in rows:
+        assert r["utterances"] >= 1 and r["rtf"] > 0
+        assert 0 < r["front_end_share"] < 1 and 0 < r["memory_share"] < 1
+        assert r["front_end_share"] + r["memory_share"] <= 1
+    # DPM writes by backprop: its memory time is more than the one-shot read's
+    assert rows[1]["memory_s"] > rows[0]["memory_s"]
+    assert "| Whisper | memory |" in proc.stdout
+
+
+@pytest.mark.slow
 def test_single_turn_ceiling_on_a_tiny_synthetic_corpus(tmp_path: Path) -> None:
     from collections import Counter
 
