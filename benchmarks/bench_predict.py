@@ -31,9 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_whisper import workload  # noqa: E402
-from common import markdown_table, run_script, write_results  # noqa: E402
+from common import markdown_table, run_script, untrained_bundle, write_results  # noqa: E402
 
-LABELS = ("neu", "hap", "sad", "ang")
 GAP_SECONDS = 0.8
 
 
@@ -48,38 +47,23 @@ def recording(waves: list[np.ndarray]) -> np.ndarray:
 
 def real_speech_bundle(model: str, waves: list[np.ndarray]):
     """An in-memory Bundle of configs/ravdess.yaml's shape (module doc), untrained."""
-    import torch
-
-    from convmem.bundle import Bundle
-    from convmem.memory.mal import MALConfig
-    from convmem.memory.mal_layer import MALAdapter
     from convmem.memory.temp_lora import DPMConfig
-    from convmem.slm.model import SLMConfig, build_model, make_vocab
+    from convmem.slm.model import SLMConfig
     from convmem.tokenizers.whisper_kmeans import WhisperKMeansConfig, WhisperKMeansTokenizer
 
     tok = WhisperKMeansTokenizer(WhisperKMeansConfig(model=model, codebook_size=512))
     tok.fit(waves)
     cfg = SLMConfig(n_limit=1024, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
                     prosody_marks=True, audio_input="frames", utterance_summary=True)
-    vocab = make_vocab(cfg, tok.codebook_size, LABELS)
-    frame_dim = tok.frames(waves[0]).shape[1]
-    torch.manual_seed(0)
-    slm = build_model(cfg, vocab, frame_dim).eval()
-    for p in slm.parameters():
-        p.requires_grad_(False)
-    mal_cfg = MALConfig(emotion_ids=vocab.emotion_ids,
-                        audio_id_range=(vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
-    adapter = MALAdapter(cfg.hidden_size, mal_cfg.memory).eval()
-    return Bundle(path=Path(f"<in-memory {model} real-speech model>"), labels=LABELS, n_limit=cfg.n_limit,
-                  tokenizer=tok, slm=slm, vocab=vocab, slm_config=cfg, mal_adapter=adapter, mal_config=mal_cfg,
-                  dpm_config=DPMConfig(n_r=256))
+    return untrained_bundle(tok, cfg, f"{model} real-speech model", frame_dim=tok.frames(waves[0]).shape[1],
+                            dpm_config=DPMConfig(n_r=256))
 
 
 class Stopwatch:
     """Seconds spent inside one method of a class, summed over calls (patched in, then restored)."""
 
     def __init__(self, owner: type, name: str):
-        self.owner, self.name, self.seconds, self.calls = owner, name, 0.0, 0
+        self.owner, self.name, self.seconds = owner, name, 0.0
         self.original = getattr(owner, name)
 
     def __enter__(self) -> "Stopwatch":
@@ -91,7 +75,6 @@ class Stopwatch:
                 return original(*args, **kw)
             finally:
                 self.seconds += time.perf_counter() - t0
-                self.calls += 1
 
         setattr(self.owner, self.name, timed)
         return self

@@ -124,25 +124,35 @@ def fitted_tokenizer(cache: Path, turns: Sequence[Turn], codebook: int, smoke: b
 def tiny_bundle(tokenizer, smoke: bool = False):
     """An in-memory Bundle: untrained tiny default SLM (frozen, eval) + `tokenizer` + a fresh MAL
     adapter. Smoke mode shrinks the SLM (hidden 32, 2 layers, n_limit 128) so a run takes seconds."""
+    from convmem.slm.model import SLMConfig
+
+    cfg = SLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, n_limit=128,
+                    max_position_embeddings=1024) if smoke else SLMConfig()
+    return untrained_bundle(tokenizer, cfg, "tiny model")
+
+
+def untrained_bundle(tokenizer, cfg, name: str, frame_dim: int | None = None, dpm_config=None):
+    """An in-memory Bundle of an untrained SLM of config `cfg` (frozen, eval; `frame_dim`: the width
+    of the tokenizer's frames when `cfg` reads them) + `tokenizer` + a fresh MAL adapter, and
+    `dpm_config` (None: DPMConfig's defaults). Cost does not depend on the weights."""
     import torch
 
     from convmem.bundle import Bundle
     from convmem.memory.mal import MALConfig
     from convmem.memory.mal_layer import MALAdapter
-    from convmem.slm.model import SLMConfig, build_model, make_vocab
+    from convmem.slm.model import build_model, make_vocab
 
-    cfg = SLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, n_limit=128,
-                    max_position_embeddings=1024) if smoke else SLMConfig()
     vocab = make_vocab(cfg, tokenizer.codebook_size, LABELS)
-    slm = build_model(cfg, vocab).eval()
+    slm = build_model(cfg, vocab, frame_dim).eval()
     for p in slm.parameters():
         p.requires_grad_(False)
     mal_cfg = MALConfig(emotion_ids=vocab.emotion_ids,
                         audio_id_range=(vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
     torch.manual_seed(0)
     adapter = MALAdapter(cfg.hidden_size, mal_cfg.memory).eval()
-    return Bundle(path=Path("<in-memory tiny model>"), labels=LABELS, n_limit=cfg.n_limit, tokenizer=tokenizer,
-                  slm=slm, vocab=vocab, slm_config=cfg, mal_adapter=adapter, mal_config=mal_cfg)
+    return Bundle(path=Path(f"<in-memory {name}>"), labels=LABELS, n_limit=cfg.n_limit, tokenizer=tokenizer,
+                  slm=slm, vocab=vocab, slm_config=cfg, mal_adapter=adapter, mal_config=mal_cfg,
+                  dpm_config=dpm_config)
 
 
 def engine_for(bundle, method: str):

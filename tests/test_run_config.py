@@ -44,6 +44,15 @@ def test_a_run_folder_with_results_resumes_after_a_descriptive_change_only(tmp_p
     claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["folds.test_sessions=null"]))
     with pytest.raises(ConfigError, match=r"differs at: folds\.exclude_sessions"):
         claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["folds.exclude_sessions=[S04]"]))
+    # a folder recorded before a setting existed resumes while that setting is at its default
+    import json
+
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    del recorded["folds"]["exclude_sessions"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    claim_run_folder(tmp_path, load_config(RunConfig, DEMO))
+    with pytest.raises(ConfigError, match=r"differs at: folds\.exclude_sessions"):
+        claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["folds.exclude_sessions=[S04]"]))
     with pytest.raises(ConfigError, match=r"different config \(differs at: corpus\.synth_seed\) and its "
                                           r"results \(folds/S01/model/bundle.json\)"):
         claim_run_folder(tmp_path, load_config(RunConfig, DEMO, ["corpus.synth_seed=1"]))

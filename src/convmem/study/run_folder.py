@@ -29,7 +29,7 @@ def claim_run_folder(out: Path, cfg: RunConfig) -> None:
     path = out / CONFIG_FILE
     current = _comparable(to_dict(cfg))
     if path.exists():
-        previous = _comparable(json.loads(path.read_text()))
+        previous = _comparable(_with_defaults(json.loads(path.read_text())))
         if previous == current:
             return
         diff = sorted(_diff_keys(previous, current))
@@ -66,6 +66,18 @@ def _reused_artifacts(out: Path, corpus_changed: bool) -> list[str]:
     return [str(p.relative_to(out)) for p in found]
 
 
+def _with_defaults(recorded: dict) -> dict:
+    """A recorded config with the settings added since it was written at their defaults (a field
+    added later, at its default, changes nothing the folder holds); as recorded when it no longer
+    reads as a RunConfig."""
+    from convmem.config import from_dict
+
+    try:
+        return to_dict(from_dict(RunConfig, recorded))
+    except (ConfigError, TypeError, ValueError):
+        return recorded
+
+
 def _comparable(d: dict) -> dict:
     """The parts of a config that decide a run's models and predictions: methods can be added to a
     study (each has its own predictions file), so can folds (`folds.test_sessions`: each fold has
@@ -77,8 +89,6 @@ def _comparable(d: dict) -> dict:
     d.get("eval", {}).pop("methods", None)
     d.get("eval", {}).pop("vad_methods", None)
     d.get("folds", {}).pop("test_sessions", None)
-    if not d.get("folds", {}).get("exclude_sessions", True):
-        del d["folds"]["exclude_sessions"]  # empty = absent (folders from before the setting existed)
     d.pop("final", None)
     d.pop("final_methods", None)
     return d
