@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from convmem import __version__
@@ -50,9 +51,27 @@ def main(argv: list[str] | None = None) -> int:
         notes = "".join(f"\n{n}" for n in getattr(exc, "__notes__", ()))
         print(f"convmem {args.command}: error: {exc}{notes}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # a file system refusal (no space, no permission, a broken link on the way) is the user's
+        # to fix, not a bug: name the path and the reason, without a traceback
+        print(f"convmem {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"convmem {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error_text(exc: OSError) -> str:
+    """`path: reason` of a file system error, saying so when the path is a link to nothing."""
+    from pathlib import Path
+
+    if exc.filename is None:
+        return str(exc)
+    path = Path(exc.filename)
+    reason = exc.strerror or str(exc)
+    if path.is_symlink() and not path.exists():
+        reason = f"a link to {os.readlink(path)}, which does not exist"
+    return f"{path}: {reason}"
 
 
 if __name__ == "__main__":

@@ -300,3 +300,12 @@ def test_shared_ravdess_manifest_is_pinned(tmp_path, config, digest):
     dialogues = to_dialogues(plan_dialogues(scan_clips(RAVDESS16K), config), tmp_path / "audio", config.labels)
     path = write_manifest(tmp_path / "manifest.jsonl", dialogues, labels=LABEL_SETS[config.labels], check_audio=False)
     assert _sha(path.read_bytes()) == digest
+
+
+def test_output_under_a_broken_link_is_named_without_a_traceback(tmp_path, capsys):
+    src = write_fake_ravdess(tmp_path / "src", [1, 2])
+    (tmp_path / "data").symlink_to(tmp_path / "gone")  # e.g. a data link whose disk is not mounted
+    assert main(["corpus", "ravdess", str(src), str(tmp_path / "data" / "ravdess")]) == 2
+    err = capsys.readouterr().err
+    assert f"convmem corpus: error: {tmp_path / 'data'}: a link to {tmp_path / 'gone'}, which does not exist" in err
+    assert "Traceback" not in err and not (tmp_path / "gone").exists()

@@ -56,3 +56,24 @@ def test_perturbed_training_copies_keep_each_turns_label_and_add_new_audio(setup
         assert [e for _, e in copy.utterances] == [e for _, e in original.utterances]  # None stays None
         assert any(a.size != b.size or (a != b).any() for a, b in zip(copy.codes, original.codes))
     assert [c.dialogue_id for c in training_dialogues(RunConfig(), enc, [dialogue])] == ["d"]
+
+
+def test_mal_copies_are_voices_the_slm_never_trained_on(setup, tmp_path):
+    from convmem.errors import ConfigError
+    from convmem.study.coding import encoder, mal_copies, training_dialogues
+    from convmem.train.mal_trainer import MALTrainConfig
+
+    bundle, dialogue, _ = setup
+    cfg = RunConfig(augment=SpeakerAugmentConfig(copies=1), mal_train=MALTrainConfig(copies=2))
+    enc = encoder(bundle.tokenizer, tmp_path, prosody_marks=True, frames=False)
+    original, slm_copy = training_dialogues(cfg, enc, [dialogue])
+    own = mal_copies(cfg, enc, [dialogue])
+    assert [c.dialogue_id for c in own] == ["d#aug1", "d#aug2"]
+    for copy in own:
+        assert [e for _, e in copy.utterances] == [e for _, e in original.utterances]
+        for seen in (original, slm_copy):  # neither the original voices nor the SLM's copy
+            assert any(a.size != b.size or (a != b).any() for a, b in zip(copy.codes, seen.codes))
+        assert len(copy.marks) == len(original.marks)  # marks measured on the copy's own audio
+    assert mal_copies(RunConfig(augment=SpeakerAugmentConfig(copies=1)), enc, [dialogue]) == []
+    with pytest.raises(ConfigError, match=r"mal_train.copies must be an integer in \[0, 16\]"):
+        MALTrainConfig(copies=17)

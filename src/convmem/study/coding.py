@@ -40,6 +40,22 @@ def training_dialogues(cfg, enc: UtteranceEncoder, train: list[Dialogue]) -> lis
             + [coded(copy_id, source, t) for copy_id, source, t in enc.perturbed_copies(train, cfg.augment)])
 
 
+MAL_COPY_SEED = 1_000_003  # added to augment.seed: MAL's copies are never the SLM's (mal_train.copies)
+
+
+def mal_copies(cfg, enc: UtteranceEncoder, train: list[Dialogue]) -> list:
+    """`cfg.mal_train.copies` speaker-perturbed copies of every training dialogue for MAL alone, as
+    CodedDialogues: the study's `augment` perturbation drawn with a seed of its own, so none of
+    these voices is one the SLM trained on (may be none)."""
+    import dataclasses
+
+    if not cfg.mal_train.copies:
+        return []
+    augment = dataclasses.replace(cfg.augment, copies=cfg.mal_train.copies,
+                                  seed=(cfg.augment.seed + MAL_COPY_SEED) % 2**32)
+    return [coded(copy_id, source, t) for copy_id, source, t in enc.perturbed_copies(train, augment)]
+
+
 def utterance_inputs(vocab, dialogue: Dialogue, table: Encoded) -> list:
     """The model input (`UtteranceInput`: ids + frames of a frames model) of each utterance of `dialogue`."""
     return [table[u.id].model_input(vocab) for u in dialogue.utterances]

@@ -45,11 +45,14 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         save_parts(model_dir, tokenizer=tokenizer, **common)
 
     @functools.cache
+    def encoder():
+        return coding.encoder(tokenizer, cache_root, prosody_marks=cfg.slm.prosody_marks, frames=cfg.slm.reads_frames)
+
+    @functools.cache
     def coded():
         # made only when a part is trained: a rerun with every part saved (`convmem eval` on a
         # finished study) does not re-read, re-hash or re-perturb the training audio
-        enc = coding.encoder(tokenizer, cache_root, prosody_marks=cfg.slm.prosody_marks, frames=cfg.slm.reads_frames)
-        return coding.training_dialogues(cfg, enc, train)
+        return coding.training_dialogues(cfg, encoder(), train)
 
     if (model_dir / "slm").is_dir():
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
@@ -86,13 +89,14 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         adapter = MALMemory.build(slm, mal_cfg).adapter
         held = set(mal_validation_dialogues(train, cfg.mal_train.val_sessions))
         fit, val = [], []
-        for cd in coded():
+        own = coding.mal_copies(cfg, encoder(), train)  # voices the SLM never heard
+        for cd, mal_only in [(cd, False) for cd in coded()] + [(cd, True) for cd in own]:
             tokens = [UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)
                       for x, e in zip(cd.inputs(vocab), cd.emotions)]
             source = source_dialogue(cd.dialogue_id)
             if source not in held:
                 fit.append(tokens)
-            elif source == cd.dialogue_id:  # a perturbed copy of a validation dialogue is dropped
+            elif mal_only or source == cd.dialogue_id:  # the SLM's copies of a validation dialogue are dropped
                 val.append(tokens)
         mark_ids = (vocab.mark_offset, vocab.size) if vocab.prosody_marks else None
         result = train_mal(slm, adapter, fit, cfg.mal_train, mal_cfg, vocab.audio_end_id,
@@ -101,7 +105,8 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         atomic_write_json(model_dir / "mal" / "train_log.json",
                           {"best_epoch": result.best_epoch, "val_losses": result.val_losses,
                            "val_accuracies": result.val_accuracies, "val_dialogues": len(val),
-                           "train_dialogues": len(fit), "steps": len(result.losses)}, indent=1)
+                           "train_dialogues": len(fit), "mal_only_copies": len(own),
+                           "steps": len(result.losses)}, indent=1)
 
     if not (model_dir / "MODEL_CARD.md").exists():
         from convmem.model_card import render_card

@@ -20,14 +20,14 @@ index or None); the window of utterance i is [history prefix..., audio ids..., <
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Annotated, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from convmem.config import Count, Index, NonNegative, Positive, Seed
+from convmem.config import Count, Index, NonNegative, Positive, Range, Seed
 from convmem.errors import ConfigError
 from convmem.memory.base import WindowBatch
 from convmem.memory.mal import MALConfig, MALMemory
@@ -68,6 +68,12 @@ class MALTrainConfig:
         patience: epochs without a lower validation cross-entropy before stopping (with validation).
         val_sessions: whole training sessions the study holds out for that validation (0 = none:
             train every epoch and keep the last adapter).
+        copies: speaker-perturbed copies of every training dialogue made for MAL alone (the study's
+            `augment` perturbation with a seed of its own, so the SLM never heard these voices).
+            Why: the backbone has fit its own training speakers' habits, so on them it leaves MAL
+            little to correct; on a copy's new voices it misreads habits as it does on an unseen
+            speaker, which is what MAL's memory of the speaker's earlier turns is there to fix.
+            Validation then also reads the held-out sessions' copies. 0 = off.
         seed: shuffling seed.
     """
 
@@ -79,11 +85,14 @@ class MALTrainConfig:
     max_grad_norm: Positive = 1.0
     patience: Count = 5
     val_sessions: Index = 1
+    copies: Annotated[int, Range(0, 16)] = 0
     seed: Seed = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.val_sessions, int) or self.val_sessions < 0:
             raise ConfigError(f"mal_train.val_sessions must be an integer >= 0, got {self.val_sessions!r}")
+        if not isinstance(self.copies, int) or not 0 <= self.copies <= 16:
+            raise ConfigError(f"mal_train.copies must be an integer in [0, 16], got {self.copies!r}")
         for name in ("epochs", "batch_size", "tbptt", "patience"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"mal_train.{name} must be an integer >= 1, got {getattr(self, name)!r}")
