@@ -115,3 +115,17 @@ def test_tiny_ablation_end_to_end_pools_seeds_and_resumes(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in model.rglob("*") if p.is_file()} == stamp
     assert json.loads((out / "ablation.json").read_text())["settings"] == summary["settings"]
+
+
+@pytest.mark.parametrize("name", ["ablation_synth.yaml", "ablation_ravdess.yaml"])
+def test_shipped_ablation_configs_resolve_every_cell(name):
+    from convmem.study.ablation import cell_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / name
+    cfg, run = load_ablation(path)
+    assert cfg.compare.keys() == {"marks_off", "marks_on"}
+    for cell in cells(cfg):
+        rc = cell_config(run, cell)
+        assert rc.slm.prosody_marks == (cell.setting == "marks_on") and rc.final is False
+        assert {"none", "window", "dpm", "mal"} <= set(rc.eval.methods)
+    assert path.read_text().startswith("# convmem ")  # the header says how to run it
