@@ -49,7 +49,7 @@ def test_cells_are_settings_times_pool_with_overrides_in_order(tmp_path):
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"compare": {"only": []}}, "at least two settings"),
+    ({"compare": {}}, "at least one setting"),
     ({"compare": {"a/b": [], "c": []}}, "must be non-empty"),
     ({"pool": {}}, "at least one member"),
 ])
@@ -115,15 +115,25 @@ def test_tiny_ablation_end_to_end_pools_seeds_and_resumes(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in model.rglob("*") if p.is_file()} == stamp
     assert json.loads((out / "ablation.json").read_text())["settings"] == summary["settings"]
+    # one setting is a study pooled over the seeds: the same cells, no between-settings table
+    res = subprocess.run(cmd[:4] + ["compare={marks_off: [slm.prosody_marks=false]}"] + cmd[4:],
+                         capture_output=True, text=True, env={**os.environ})
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = json.loads((out / "ablation.json").read_text())
+    assert list(one["settings"]) == ["marks_off"] and one["between_settings"] == {}
+    assert one["settings"]["marks_off"] == summary["settings"]["marks_off"]
+    assert " against " not in (out / "ablation.md").read_text()
 
 
-@pytest.mark.parametrize("name", ["ablation_synth.yaml", "ablation_ravdess.yaml"])
-def test_shipped_ablation_configs_resolve_every_cell(name):
+@pytest.mark.parametrize("name, settings", [("ablation_synth.yaml", {"marks_off", "marks_on"}),
+                                            ("ablation_ravdess.yaml", {"marks_off", "marks_on"}),
+                                            ("ablation_synth_prosody_codes.yaml", {"marks_off"})])
+def test_shipped_ablation_configs_resolve_every_cell(name, settings):
     from convmem.study.ablation import cell_config
 
     path = Path(__file__).resolve().parents[2] / "configs" / name
     cfg, run = load_ablation(path)
-    assert cfg.compare.keys() == {"marks_off", "marks_on"}
+    assert cfg.compare.keys() == settings
     for cell in cells(cfg):
         rc = cell_config(run, cell)
         assert rc.slm.prosody_marks == (cell.setting == "marks_on") and rc.final is False

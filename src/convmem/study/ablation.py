@@ -36,7 +36,8 @@ class AblationConfig:
     run: the study config every cell starts from (a path; relative paths are read from the
         ablation config's folder).
     overrides: `key=value` overrides of the run config, for every cell.
-    compare: setting name -> its overrides (at least two settings, e.g. marks off / marks on).
+    compare: setting name -> its overrides (e.g. marks off / marks on; one setting is a study
+        pooled over `pool`, with no between-settings table).
     pool: pool member name -> its overrides; a setting's figures pool its members' predictions
         (e.g. corpus seeds). One member without overrides by default.
     references: methods every other one is tested against, per setting.
@@ -54,8 +55,8 @@ class AblationConfig:
     seed: Seed = 0
 
     def __post_init__(self) -> None:
-        if len(self.compare) < 2:
-            raise ConfigError(f"compare: at least two settings are needed, got {list(self.compare)}")
+        if not self.compare:
+            raise ConfigError("compare: at least one setting is needed")
         if not self.pool:
             raise ConfigError("pool: at least one member is needed")
         for key, names in (("compare", self.compare), ("pool", self.pool)):
