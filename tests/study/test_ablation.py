@@ -116,7 +116,7 @@ def test_tiny_ablation_end_to_end_pools_seeds_and_resumes(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in model.rglob("*") if p.is_file()} == stamp
     assert json.loads((out / "ablation.json").read_text())["settings"] == summary["settings"]
     # one setting is a study pooled over the seeds: the same cells, no between-settings table
-    res = subprocess.run(cmd[:4] + ["compare={marks_off: [slm.prosody_marks=false]}"] + cmd[4:],
+    res = subprocess.run(cmd[:5] + ["compare={marks_off: [slm.prosody_marks=false]}"] + cmd[5:],
                          capture_output=True, text=True, env={**os.environ})
     assert res.returncode == 0, res.stderr[-3000:]
     one = json.loads((out / "ablation.json").read_text())
