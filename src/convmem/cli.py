@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         # a file system refusal (no space, no permission, a broken link on the way) is the user's
-        # to fix, not a bug: name the path and the reason, without a traceback
+        # to fix, not a bug: name the path and the reason, without a traceback (CONVMEM_DEBUG=1
+        # shows it). Output files are written atomically, so nothing is left half-written.
+        if os.environ.get("CONVMEM_DEBUG"):
+            raise
         print(f"convmem {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -62,15 +65,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _os_error_text(exc: OSError) -> str:
-    """`path: reason` of a file system error, saying so when the path is a link to nothing."""
+    """`path: reason` of a file system error (both paths of a failed rename), naming a link to
+    nothing when the path or a folder above it is one."""
     from pathlib import Path
 
     if exc.filename is None:
         return str(exc)
     path = Path(exc.filename)
     reason = exc.strerror or str(exc)
-    if path.is_symlink() and not path.exists():
-        reason = f"a link to {os.readlink(path)}, which does not exist"
+    if exc.filename2 is not None:
+        reason += f" (to {exc.filename2})"
+    for p in (path, *path.parents):
+        try:
+            broken = p.is_symlink() and not p.exists()
+        except OSError:  # e.g. no permission to look: keep the original reason
+            broken = False
+        if broken:
+            return f"{p}: a link to {os.readlink(p)}, which does not exist"
     return f"{path}: {reason}"
 
 

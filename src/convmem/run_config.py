@@ -171,6 +171,9 @@ class RunConfig:
             bad = [m for m in self.final_methods if m not in known]
             if bad:
                 raise ConfigError(f"final_methods: unknown method {bad[0]!r} (known: {', '.join(known)})")
+        if self.mal_train.copies and not (self.augment.speed or self.augment.tempo):
+            raise ConfigError("mal_train.copies: the copies need a voice change (augment.speed or augment.tempo "
+                              "> 0); a gain change alone leaves the voices the SLM trained on")
         if self.slm.reads_frames:
             from convmem.tokenizers.base import require_frames
 

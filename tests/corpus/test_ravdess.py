@@ -309,3 +309,10 @@ def test_output_under_a_broken_link_is_named_without_a_traceback(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"convmem corpus: error: {tmp_path / 'data'}: a link to {tmp_path / 'gone'}, which does not exist" in err
     assert "Traceback" not in err and not (tmp_path / "gone").exists()
+    # a path below it names the link too, not just "No such file or directory"; a rename both paths
+    from convmem.cli import _os_error_text
+
+    below = FileNotFoundError(2, "No such file or directory", str(tmp_path / "data" / "a" / "b.json"))
+    assert _os_error_text(below) == f"{tmp_path / 'data'}: a link to {tmp_path / 'gone'}, which does not exist"
+    rename = PermissionError(13, "Permission denied", str(tmp_path / ".x.tmp"), None, str(tmp_path / "x.json"))
+    assert _os_error_text(rename) == f"{tmp_path / '.x.tmp'}: Permission denied (to {tmp_path / 'x.json'})"

@@ -73,7 +73,24 @@ def test_mal_copies_are_voices_the_slm_never_trained_on(setup, tmp_path):
         assert [e for _, e in copy.utterances] == [e for _, e in original.utterances]
         for seen in (original, slm_copy):  # neither the original voices nor the SLM's copy
             assert any(a.size != b.size or (a != b).any() for a, b in zip(copy.codes, seen.codes))
-        assert len(copy.marks) == len(original.marks)  # marks measured on the copy's own audio
     assert mal_copies(RunConfig(augment=SpeakerAugmentConfig(copies=1)), enc, [dialogue]) == []
-    with pytest.raises(ConfigError, match=r"mal_train.copies must be an integer in \[0, 16\]"):
-        MALTrainConfig(copies=17)
+    for bad in (17, True):
+        with pytest.raises(ConfigError, match=r"mal_train.copies must be an integer in \[0, 16\]"):
+            MALTrainConfig(copies=bad)
+    with pytest.raises(ConfigError, match="mal_train.copies: the copies need a voice change"):
+        RunConfig(augment=SpeakerAugmentConfig(speed=0.0), mal_train=MALTrainConfig(copies=1))
+
+
+def test_mal_never_fits_a_validation_dialogue_and_validates_on_voices_the_slm_did_not_fit():
+    from types import SimpleNamespace as D
+
+    from convmem.study.coding import mal_split
+
+    slm = [D(dialogue_id=i) for i in ("a", "a#aug1", "v", "v#aug1")]  # originals + the SLM's copies
+    own = [D(dialogue_id=i) for i in ("a#aug1", "a#aug2", "v#aug1", "v#aug2")]  # MAL's own copies
+    fit, val = mal_split(slm, own, held={"v"})
+    assert [d.dialogue_id for d in fit] == ["a", "a#aug1", "a#aug1", "a#aug2"]
+    assert [d.dialogue_id for d in val] == ["v", "v#aug1", "v#aug2"]
+    assert val[1] is own[2] and val[2] is own[3]  # MAL's copies, not the SLM's v#aug1
+    fit, val = mal_split(slm, [], held=set())
+    assert fit == slm and val == []

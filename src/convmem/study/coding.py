@@ -45,8 +45,8 @@ MAL_COPY_SEED = 1_000_003  # added to augment.seed: MAL's copies are never the S
 
 def mal_copies(cfg, enc: UtteranceEncoder, train: list[Dialogue]) -> list:
     """`cfg.mal_train.copies` speaker-perturbed copies of every training dialogue for MAL alone, as
-    CodedDialogues: the study's `augment` perturbation drawn with a seed of its own, so none of
-    these voices is one the SLM trained on (may be none)."""
+    CodedDialogues: the study's `augment` perturbation drawn with a seed of its own, apart from the
+    SLM's copies (may be none)."""
     import dataclasses
 
     if not cfg.mal_train.copies:
@@ -54,6 +54,23 @@ def mal_copies(cfg, enc: UtteranceEncoder, train: list[Dialogue]) -> list:
     augment = dataclasses.replace(cfg.augment, copies=cfg.mal_train.copies,
                                   seed=(cfg.augment.seed + MAL_COPY_SEED) % 2**32)
     return [coded(copy_id, source, t) for copy_id, source, t in enc.perturbed_copies(train, augment)]
+
+
+def mal_split(slm_dialogues: list, own_copies: list, held: set[str]) -> tuple[list, list]:
+    """MAL's (fit, validation) CodedDialogues. `slm_dialogues`: what the SLM trained on (originals
+    and its copies); `own_copies`: `mal_copies`; `held`: ids of the validation dialogues (whole
+    training sessions). Nothing of a held dialogue is fitted; validation reads the held originals
+    and MAL's own copies of them, not the SLM's copies (voices the backbone has fit)."""
+    from convmem.tokenizers.dialogue_audio import source_dialogue
+
+    fit, val = [], []
+    for cd, mal_only in [(cd, False) for cd in slm_dialogues] + [(cd, True) for cd in own_copies]:
+        source = source_dialogue(cd.dialogue_id)
+        if source not in held:
+            fit.append(cd)
+        elif mal_only or source == cd.dialogue_id:
+            val.append(cd)
+    return fit, val
 
 
 def utterance_inputs(vocab, dialogue: Dialogue, table: Encoded) -> list:

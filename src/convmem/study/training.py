@@ -82,22 +82,15 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
     if "mal" in parts and not (model_dir / "mal").is_dir():
         from convmem.memory.mal import MALMemory
         from convmem.fileio import atomic_write_json
-        from convmem.tokenizers.dialogue_audio import source_dialogue
         from convmem.train.mal_trainer import UtteranceTokens, train_mal
 
         mal_cfg = cfg.mal_config(vocab.emotion_ids, (vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
         adapter = MALMemory.build(slm, mal_cfg).adapter
         held = set(mal_validation_dialogues(train, cfg.mal_train.val_sessions))
-        fit, val = [], []
-        own = coding.mal_copies(cfg, encoder(), train)  # voices the SLM never heard
-        for cd, mal_only in [(cd, False) for cd in coded()] + [(cd, True) for cd in own]:
-            tokens = [UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)
-                      for x, e in zip(cd.inputs(vocab), cd.emotions)]
-            source = source_dialogue(cd.dialogue_id)
-            if source not in held:
-                fit.append(tokens)
-            elif mal_only or source == cd.dialogue_id:  # the SLM's copies of a validation dialogue are dropped
-                val.append(tokens)
+        own = coding.mal_copies(cfg, encoder(), train)
+        tokens = lambda cd: [UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)  # noqa: E731
+                             for x, e in zip(cd.inputs(vocab), cd.emotions)]
+        fit, val = ([tokens(cd) for cd in part] for part in coding.mal_split(coded(), own, held))
         mark_ids = (vocab.mark_offset, vocab.size) if vocab.prosody_marks else None
         result = train_mal(slm, adapter, fit, cfg.mal_train, mal_cfg, vocab.audio_end_id,
                            mark_id_range=mark_ids, val_dialogues=val)

@@ -69,11 +69,13 @@ class MALTrainConfig:
         val_sessions: whole training sessions the study holds out for that validation (0 = none:
             train every epoch and keep the last adapter).
         copies: speaker-perturbed copies of every training dialogue made for MAL alone (the study's
-            `augment` perturbation with a seed of its own, so the SLM never heard these voices).
-            Why: the backbone has fit its own training speakers' habits, so on them it leaves MAL
-            little to correct; on a copy's new voices it misreads habits as it does on an unseen
+            `augment` perturbation drawn apart from the SLM's own copies, so their voices are
+            mostly ones the SLM did not train on; a draw can land near the original voice). Why:
+            the backbone has fit its own training speakers' habits, so on them it leaves MAL
+            little to correct; on a copy's moved voices it misreads habits as it does on an unseen
             speaker, which is what MAL's memory of the speaker's earlier turns is there to fix.
-            Validation then also reads the held-out sessions' copies. 0 = off.
+            Validation then also reads the held-out sessions' copies. 0 = off (measured not to
+            help: docs/experiments/mal-that-learns.md).
         seed: shuffling seed.
     """
 
@@ -91,7 +93,7 @@ class MALTrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.val_sessions, int) or self.val_sessions < 0:
             raise ConfigError(f"mal_train.val_sessions must be an integer >= 0, got {self.val_sessions!r}")
-        if not isinstance(self.copies, int) or not 0 <= self.copies <= 16:
+        if isinstance(self.copies, bool) or not isinstance(self.copies, int) or not 0 <= self.copies <= 16:
             raise ConfigError(f"mal_train.copies must be an integer in [0, 16], got {self.copies!r}")
         for name in ("epochs", "batch_size", "tbptt", "patience"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
