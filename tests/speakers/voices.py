@@ -27,7 +27,8 @@ def two_voices(turns: int = 6, pause_s: float = 0.6) -> tuple[np.ndarray, tuple[
     parts, gold, t = [], [], 0
     for i in range(turns):
         gap = np.zeros(int(pause_s * 16000), np.float32)
-        speech = resample(synthesize(SENTENCES[i % len(SENTENCES)], voices[i % 2]), native_sample_rate(), 16000)
+        # seeded: eSpeak's random state is process-wide, so unseeded audio depends on earlier tests
+        speech = resample(synthesize(SENTENCES[i % len(SENTENCES)], voices[i % 2], seed=i), native_sample_rate(), 16000)
         parts += [gap, speech]
         t += gap.size
         gold.append((t / 16000, (t + speech.size) / 16000, i % 2))
