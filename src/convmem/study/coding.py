@@ -36,8 +36,12 @@ def training_dialogues(cfg, enc: UtteranceEncoder, train: list[Dialogue]) -> lis
     """The training dialogues as CodedDialogues, then `cfg.augment.copies` speaker-perturbed
     copies of each (may be none)."""
     table = enc.dialogues(train)
-    return ([coded(d.dialogue_id, d, table) for d in train]
-            + [coded(copy_id, source, t) for copy_id, source, t in enc.perturbed_copies(train, cfg.augment)])
+    return [coded(d.dialogue_id, d, table) for d in train] + _coded_copies(enc, train, cfg.augment)
+
+
+def _coded_copies(enc: UtteranceEncoder, train: list[Dialogue], augment) -> list:
+    """`augment.copies` speaker-perturbed copies of every dialogue of `train`, as CodedDialogues."""
+    return [coded(copy_id, source, t) for copy_id, source, t in enc.perturbed_copies(train, augment)]
 
 
 MAL_COPY_SEED = 1_000_003  # added to augment.seed: MAL's copies are never the SLM's (mal_train.copies)
@@ -53,7 +57,7 @@ def mal_copies(cfg, enc: UtteranceEncoder, train: list[Dialogue]) -> list:
         return []
     augment = dataclasses.replace(cfg.augment, copies=cfg.mal_train.copies,
                                   seed=(cfg.augment.seed + MAL_COPY_SEED) % 2**32)
-    return [coded(copy_id, source, t) for copy_id, source, t in enc.perturbed_copies(train, augment)]
+    return _coded_copies(enc, train, augment)
 
 
 def mal_split(slm_dialogues: list, own_copies: list, held: set[str]) -> tuple[list, list]:
