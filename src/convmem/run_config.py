@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from convmem.audio.augment import SpeakerAugmentConfig
-from convmem.config import Count, Seed
+from convmem.config import Count, Range, Seed
 from convmem.errors import ConfigError
 from convmem.memory.mal import MALConfig
 from convmem.memory.temp_lora import DPMConfig
@@ -135,6 +135,17 @@ class EvalSection:
 
 
 @dataclass
+class CrossfitSection:
+    """Cross-fitting inside each fold's training sessions (study/crossfit.py). folds: inner groups of
+    whole training sessions; each gets a backbone trained on the others. Used by
+    `train.emotion_tokens: predicted` (out-of-fold tokens in the training history). Default 2: each
+    inner backbone trains on half the sessions, so together they cost about one more training; their
+    tokens are, if anything, more often wrong than the full model's at test time."""
+
+    folds: Annotated[int, Range(2)] = 2
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     out: str = "runs/{name}"
@@ -157,6 +168,7 @@ class RunConfig:
     # MALConfig minus the vocabulary ids (emotion_ids, audio_id_range come from the model)
     mal: dict = field(default_factory=dict)
     mal_train: MALTrainConfig = field(default_factory=MALTrainConfig)
+    crossfit: CrossfitSection = field(default_factory=CrossfitSection)
     eval: EvalSection = field(default_factory=EvalSection)
 
     def __post_init__(self) -> None:
@@ -164,6 +176,9 @@ class RunConfig:
         if self.train.emotion_tokens == "none" and self.eval.emotion_tokens != "none":
             raise ConfigError("eval.emotion_tokens: must be 'none' when train.emotion_tokens is 'none' "
                               "(the model never saw emotion tokens in its history)")
+        if self.train.emotion_tokens == "predicted" and self.eval.emotion_tokens != "predicted":
+            raise ConfigError("eval.emotion_tokens: must be 'predicted' when train.emotion_tokens is 'predicted' "
+                              "(the model learned to read its own predictions in its history)")
         if self.final_methods is not None:
             from convmem.memory import registry
 

@@ -149,3 +149,36 @@ def test_mal_trainer_trains_on_frames():
                     mem.cfg, vocab.audio_end_id, progress=False)
     assert res.losses and all(np.isfinite(res.losses))
     assert any(not torch.equal(a, b) for a, b in zip(before, mem.adapter.parameters()))
+
+
+@pytest.mark.parametrize("write_emotion", ["token", "confidence"])
+def test_dpm_writing_the_emotion_token_streams_like_per_sample(setup, write_emotion, dlg):
+    """DPM's write also covers the emotion token written back after the previous utterance
+    (`write_emotion`): still the per-sample protocol and any batch, and it changes what is written."""
+    audio_input, model, vocab = setup
+    cfg = lambda mode: DPMConfig(rank=4, alpha=8.0, lr=1e-2, n_r=12, seed=3, write_emotion=mode)  # noqa: E731
+    convs = _convs(audio_input, vocab)
+    keys = [f"c{i}" for i in range(len(convs))]
+    with_token = DPMMemory(model, vocab.emotion_ids, N_LIMIT, cfg(write_emotion))
+    plain = DPMMemory(model, vocab.emotion_ids, N_LIMIT, cfg("off"))
+    try:
+        one = dlg.engine_runs_agree(_engine(with_token, vocab), convs, keys, 3)
+        off = _engine(plain, vocab).run(convs, keys=keys, batch_size=1)
+    finally:
+        with_token.close()
+        plain.close()
+    # utterance 0 is never written and is read by the fresh memory: the same either way
+    for a, b in zip(one, off):
+        np.testing.assert_array_equal(a.logits[0], b.logits[0])
+    # utterance 1's write now also scores utterance 0's emotion token: another loss, other reads after
+    assert all(a.write_loss[1] != b.write_loss[1] for a, b in zip(one, off))
+    assert any(not np.allclose(a.logits[2:], b.logits[2:]) for a, b in zip(one, off) if len(a.logits) > 2)
+
+
+
+
+def test_dpm_config_refuses_an_unknown_write_emotion():
+    from convmem.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="write_emotion"):
+        DPMConfig(write_emotion="gold")

@@ -64,3 +64,20 @@ def test_prosody_marks_sit_between_the_audio_and_audio_end():
         dialogue_stream(CodedDialogue("dlg3", d.utterances), vm)
     with pytest.raises(ValueError, match="2 utterances of codes but 1 of prosody marks"):
         build_stream(d.codes, vm, d.emotions, marks=marks[:1])
+
+
+def test_predicted_training_stream_writes_back_the_tokens_and_keeps_gold_as_labels():
+    """`emotion_tokens: predicted`: every turn (labelled or not) carries its out-of-fold token; the
+    L_e labels stay gold; a dialogue without tokens is refused."""
+    codes = [(np.array([0]), "hap"), (np.array([4, 5]), None), (np.array([2]), "sad")]
+    d = CodedDialogue("d", codes, tokens=["sad", "neu", None])
+    s = dialogue_stream(d, V, "predicted")
+    assert s.ids.tolist() == [1, 11, 14, 5, 6, 11, 12, 3, 11]
+    assert s.labels.tolist() == [1, -1, 2]
+    assert s.emotion_pos.tolist() == [2, 6, -1]
+    gold = dialogue_stream(d, V, "gold")
+    assert gold.ids.tolist() == [1, 11, 13, 5, 6, 11, 3, 11, 14]
+    with pytest.raises(ValueError, match="out-of-fold"):
+        dialogue_stream(CodedDialogue("d", codes), V, "predicted")
+    with pytest.raises(ValueError, match="3 utterances of codes but 2 of emotion tokens"):
+        dialogue_stream(CodedDialogue("d", codes, tokens=["sad", "neu"]), V, "predicted")

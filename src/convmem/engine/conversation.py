@@ -81,6 +81,9 @@ class Cursor:
     history: deque = field(default_factory=deque)  # UtteranceInput pieces, oldest first
     history_len: int = 0  # tokens currently held in `history`
     seen_tokens: int = 0  # tokens of the whole conversation so far
+    # the model's probability of the emotion token last written back (its confidence), or None when
+    # the last utterance got no emotion token: the weight a write that supervises it may give it
+    last_confidence: float | None = None
 
 
 class ConversationEngine:
@@ -204,12 +207,14 @@ class ConversationEngine:
             lg = logits[r].numpy().copy()
             steps.append(UtteranceStep(lg, float(loss[r]), cursor.seen_tokens,
                                        int(batch.attention_mask[r].sum()), truncated[r]))
-            label = None
+            label = confidence = None
             if self.emotion_tokens == "predicted":
                 label = int(lg.argmax())
+                confidence = float(torch.softmax(torch.from_numpy(lg).double(), -1)[label])
             elif self.emotion_tokens == "oracle":
-                label = labels[r]
+                label, confidence = labels[r], 1.0
             self._append_history(cursor, utterances[r], label)
+            cursor.last_confidence = None if label is None else confidence
             cursor.pos += 1
         return state, steps
 
@@ -268,7 +273,7 @@ class ConversationEngine:
     def _make_batch(self, cursors: Sequence[Cursor | None],
                     utterances: Sequence[UtteranceInput | None]) -> tuple[WindowBatch, list[bool]]:
         """(the B rows' windows as one WindowBatch, per row: its utterance truncated?)."""
-        windows, n_own, first, active, truncated = [], [], [], [], []
+        windows, n_own, first, active, truncated, weights = [], [], [], [], [], []
         for cursor, utt in zip(cursors, utterances):
             if cursor is None:
                 windows.append(None)
@@ -276,6 +281,7 @@ class ConversationEngine:
                 first.append(False)
                 active.append(False)
                 truncated.append(False)
+                weights.append(0.0)
                 continue
             ids, own, trunc = self._window(cursor, utt)
             windows.append(ids)
@@ -283,6 +289,10 @@ class ConversationEngine:
             first.append(cursor.pos == 0)
             active.append(True)
             truncated.append(trunc)
+            # the previous utterance's emotion token, when it is the token just before this one's
+            has_token = (cursor.last_confidence is not None and len(ids) > own
+                         and int(ids.ids[len(ids) - own - 1]) in self.emotion_ids)
+            weights.append(cursor.last_confidence if has_token else 0.0)
         real = [w for w in windows if w is not None]
         with_frames = {w.frames is not None for w in real}
         if len(with_frames) > 1:
@@ -297,10 +307,13 @@ class ConversationEngine:
         attention = torch.zeros((B, T), dtype=torch.long)
         target = torch.zeros((B, T), dtype=torch.bool)
         frames = None if dim is None else torch.zeros((B, T, dim), dtype=torch.float32)
+        emotion_weight = torch.zeros((B, T), dtype=torch.float32)
         for b, (w, own) in enumerate(zip(windows, n_own)):
             input_ids[b, T - len(w):] = w.ids
             attention[b, T - len(w):] = 1
             target[b, T - own:] = True
+            if weights[b] > 0:
+                emotion_weight[b, T - own - 1] = weights[b]
             if frames is not None:
                 frames[b, T - len(w):] = w.frames
         batch = WindowBatch(
@@ -311,6 +324,8 @@ class ConversationEngine:
             active=torch.tensor(active),
             first=torch.tensor(first),
             frames=frames,
+            speakers=tuple(None if u is None else u.speaker for u in utterances),
+            emotion_weight=emotion_weight,
         )
         return batch, truncated
 

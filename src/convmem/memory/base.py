@@ -43,6 +43,11 @@ class WindowBatch:
         frames:         float32[B, T, D] continuous frames aligned with input_ids (zeros where the
                                       id is not audio) for a model that reads frames
                                       (slm/audio_embedding.py), else None
+        speakers:       per row, who spoke utterance i (None: unknown, one shared speaker; idle
+                                      rows None), or None when the caller knows no speakers
+        emotion_weight: float32[B, T] or None: per position, the weight of a target in a write
+                                      that supervises emotion tokens of the prefix (memory/dpm
+                                      `write_emotion`): 0 where the position is not such a target
     """
 
     input_ids: torch.Tensor
@@ -52,6 +57,8 @@ class WindowBatch:
     active: torch.Tensor
     first: torch.Tensor
     frames: torch.Tensor | None = None
+    speakers: tuple | None = None
+    emotion_weight: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -59,7 +66,7 @@ class WindowBatch:
 
     def to(self, device) -> "WindowBatch":
         """The batch on `device` (tensors already there are not copied)."""
-        return WindowBatch(*(None if t is None else t.to(device)
+        return WindowBatch(*(t.to(device) if isinstance(t, torch.Tensor) else t
                              for t in (getattr(self, f.name) for f in fields(WindowBatch))))
 
     def position_ids(self) -> torch.Tensor:

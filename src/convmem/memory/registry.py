@@ -200,6 +200,23 @@ def _mal(bundle: "Bundle", options: MemoryOptions):
     return MALMemory(bundle.slm, bundle.mal_adapter, bundle.mal_config)
 
 
+def _through_inertia(inner: Callable[["Bundle", MemoryOptions], "Memory"], name: str):
+    """A builder of `inner`'s memory read through each speaker's emotional inertia (memory/inertia.py),
+    with the transitions and label prior the model's training dialogues recorded (bundle.json)."""
+    def build(bundle: "Bundle", options: MemoryOptions):
+        from convmem.memory.inertia import InertiaMemory, transition_matrix
+
+        training = bundle.info.get("training") or {}
+        counts, labels = training.get("speaker_transitions"), training.get("label_counts")
+        if counts is None or not labels:
+            raise ConvmemError(f"{bundle.path}: memory {name!r} needs the training dialogues' speaker-turn "
+                               "transitions, which this model does not record (bundle.json \"training\"); "
+                               "retrain it with this version")
+        a, pi = transition_matrix(counts, [labels.get(lab, 0) for lab in bundle.labels])
+        return InertiaMemory(inner(bundle, options), a, pi, name=name)
+    return build
+
+
 register(MemorySpec("none", _none, label="SLLM one-shot, current utterance only",
                     label_with_marks="SLLM one-shot, current utterance + speaker-relative prosody marks "
                                      "(reads the speaker's earlier turns)"))
@@ -210,5 +227,15 @@ register(MemorySpec("dpm", _dpm, writes_by_backprop=True, label="SLLM-DPM (tempo
                     takes_variants=True,
                     variant_labels={"dpm_paper": "SLLM-DPM at the paper's lr 5e-5",
                                     "dpm_stride1024": "SLLM-DPM, fixed stride 1024 tokens",
-                                    "dpm_surprise": "SLLM-DPM, surprise-gated writes"}))
+                                    "dpm_surprise": "SLLM-DPM, surprise-gated writes",
+                                    "dpm_emotion": "SLLM-DPM, the write also covers the written-back "
+                                                   "emotion token (confidence-weighted)"}))
 register(MemorySpec("mal", _mal, needs=("slm", "mal"), writes_by_backprop=True, label="SLLM-MAL (memory as a layer)"))
+register(MemorySpec("inertia", _through_inertia(_none, "inertia"),
+                    label="Contextual reference: one-shot posteriors through each speaker's emotional inertia",
+                    label_with_marks="Contextual reference: one-shot posteriors (+ speaker-relative prosody "
+                                     "marks) through each speaker's emotional inertia"))
+register(MemorySpec("dpm_inertia", _through_inertia(_dpm, "dpm_inertia"), writes_by_backprop=True,
+                    label="SLLM-DPM posteriors through each speaker's emotional inertia"))
+register(MemorySpec("mal_inertia", _through_inertia(_mal, "mal_inertia"), needs=("slm", "mal"),
+                    writes_by_backprop=True, label="SLLM-MAL posteriors through each speaker's emotional inertia"))

@@ -23,6 +23,7 @@ returns the same object it was given. Keep a `copy.deepcopy` if you need the old
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 from dataclasses import dataclass
@@ -57,6 +58,14 @@ class DPMConfig:
         stepping: "sentence" (paper), "stride:N" or "surprise" (see convmem.memory.stepping).
         surprise_k, surprise_warmup: threshold mean + k * std, and losses always written first.
         seed: base seed of the A init; a row's A depends only on (seed, conversation key).
+        write_emotion: what a write learns of emotions (not in the paper's code; its text says the
+            LoRA "encodes both the content and the emotional context"). "off": utterance i's
+            codes and `<audio_end>` only (eq. 9). "token": also the emotion token the engine wrote
+            back after utterance i-1 (the model's own prediction, read at i-1), from i-1's
+            `<audio_end>`, with the softmax restricted to the emotion tokens (eq. 5) and weight 1,
+            so later reads lean towards the conversation's emotions. "confidence": the same, weighted
+            by the model's probability of that prediction. Lagging one utterance keeps the write
+            causal: i's own emotion is read after i is written (Algorithm 1).
     """
 
     rank: Count = 64
@@ -75,6 +84,7 @@ class DPMConfig:
     surprise_k: AnyNumber = 0.0
     surprise_warmup: Annotated[int, Range(2)] = 2
     seed: Seed = 0
+    write_emotion: str = "off"
 
     def __post_init__(self) -> None:
         # the invariants Range annotations cannot say; read from YAML, keys, types and ranges are
@@ -112,6 +122,7 @@ class DPMConfig:
             ("surprise_k", num(self.surprise_k), "a number"),
             ("surprise_warmup", whole(self.surprise_warmup), "an integer >= 2"),
             ("seed", whole(self.seed), "an integer"),
+            ("write_emotion", self.write_emotion in WRITE_EMOTION, " or ".join(map(repr, WRITE_EMOTION))),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -120,6 +131,9 @@ class DPMConfig:
             make_stepping(self.stepping, self.surprise_k, self.surprise_warmup)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
+
+
+WRITE_EMOTION = ("off", "token", "confidence")
 
 
 def conversation_seed(base_seed: int, key: str) -> int:
@@ -278,11 +292,15 @@ class DPMMemory:
         ids = batch.input_ids[rows].gather(1, pos)
         tgt = valid if targets is None else targets[rows].gather(1, pos) & valid
         frames = None if batch.frames is None else batch.frames[rows[:, None], pos]
+        weight = None
+        if batch.emotion_weight is not None and targets is not None:  # a write's window: its weights
+            weight = batch.emotion_weight[rows].gather(1, pos) * (tgt & valid)
         n = rows.shape[0]
         return WindowBatch(input_ids=ids, attention_mask=valid.long(), target_mask=tgt,
                            end_pos=torch.full((n,), length - 1, device=end.device),
                            active=torch.ones(n, dtype=torch.bool, device=end.device),
-                           first=torch.zeros(n, dtype=torch.bool, device=end.device), frames=frames)
+                           first=torch.zeros(n, dtype=torch.bool, device=end.device), frames=frames,
+                           emotion_weight=weight)
 
     @staticmethod
     def _first_real(batch: WindowBatch) -> torch.Tensor:
@@ -295,7 +313,7 @@ class DPMMemory:
         Returns: (state, updated in place; float32[B] token-weighted mean L_t before each chunk's
         first step, NaN where no write happened).
         """
-        batch = batch.to(self.device)
+        batch = self._with_emotion_targets(batch.to(self.device))
         n_rows, width = batch.input_ids.shape
         if n_rows != state.batch_size:
             raise ValueError(f"write: batch has {n_rows} rows, state has {state.batch_size}")
@@ -360,6 +378,26 @@ class DPMMemory:
         out = torch.where(written & (nll_count > 0), nll_sum / nll_count.clamp(min=1), float("nan"))
         return state, out.float()
 
+    def _with_emotion_targets(self, batch: WindowBatch) -> WindowBatch:
+        """`batch` with the written-back emotion token before utterance i among the write's targets,
+        weighted as `write_emotion` says (emotion_weight: 0 elsewhere); without emotion_weight when off
+        or when no row has such a token, so those writes are eq. 9's plain mean, bit for bit."""
+        mode = self.config.write_emotion
+        if mode == "off" or batch.emotion_weight is None or not bool((batch.emotion_weight > 0).any()):
+            return dataclasses.replace(batch, emotion_weight=None)
+        w = batch.emotion_weight.to(self.device).float()
+        w = (w > 0).float() if mode == "token" else w
+        return dataclasses.replace(batch, target_mask=batch.target_mask | (w > 0), emotion_weight=w)
+
+    def _emotion_nll(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                     nll: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(nll, weight) float[n] of n targets: emotion-token targets (weight > 0) scored with the
+        softmax over the emotion tokens only (eq. 5), every other target as it was, weight 1."""
+        is_emo = weights > 0
+        classes = (targets[:, None] == self.emotion_ids[None, :]).float().argmax(-1)
+        restricted = nn.functional.cross_entropy(logits[:, self.emotion_ids].float(), classes, reduction="none")
+        return torch.where(is_emo, restricted, nll), torch.where(is_emo, weights, torch.ones_like(weights))
+
     def _loss_and_grads(self, state: DPMState, rows: torch.Tensor, sub: WindowBatch):
         """Per-row mean next-token NLL of sub's targets (eq. 9) and its gradient w.r.t. `rows`' LoRA.
 
@@ -375,11 +413,17 @@ class DPMMemory:
         keep = width - int(pos_idx.min()) if pos_idx.numel() else 1
         with torch.enable_grad():
             logits = self._logits(lora_a, lora_b, sub, keep)
-            nll = nn.functional.cross_entropy(logits[row_idx, pos_idx - (width - keep)].float(),
-                                              sub.input_ids[row_idx, pos_idx + 1], reduction="none")
-            count = tgt.sum(-1).double()
-            loss = torch.zeros(rows.numel(), dtype=nll.dtype, device=nll.device).index_add(
-                0, row_idx, nll) / count.clamp(min=1).to(nll.dtype)
+            picked = logits[row_idx, pos_idx - (width - keep)].float()
+            targets = sub.input_ids[row_idx, pos_idx + 1]
+            nll = nn.functional.cross_entropy(picked, targets, reduction="none")
+            if sub.emotion_weight is None:
+                count = tgt.sum(-1).double()
+                total = torch.zeros(rows.numel(), dtype=nll.dtype, device=nll.device).index_add(0, row_idx, nll)
+            else:  # write_emotion: a weighted mean over the targets (module doc of DPMConfig)
+                nll, w = self._emotion_nll(picked, targets, sub.emotion_weight[row_idx, pos_idx + 1], nll)
+                count = torch.zeros(rows.numel(), dtype=torch.float64, device=nll.device).index_add(0, row_idx, w.double())
+                total = torch.zeros(rows.numel(), dtype=nll.dtype, device=nll.device).index_add(0, row_idx, nll * w)
+            loss = total / count.clamp(min=1e-12).to(nll.dtype)
             grads = torch.autograd.grad(loss.sum(), [*lora_a.values(), *lora_b.values()],
                                         allow_unused=False)
         return loss.detach(), count, list(grads)

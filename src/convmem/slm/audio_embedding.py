@@ -30,6 +30,7 @@ receives per utterance, whatever the memory.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import torch
@@ -93,13 +94,17 @@ class AudioProjector(nn.Module):
 class UtteranceInput:
     """One utterance's model input before its `<audio_end>`.
 
-    ids:    int64[n] vocabulary ids (audio ids, then prosody marks when the model reads them).
-    frames: float32[n, D] continuous frames aligned with `ids` (zeros where the id is not audio),
-            or None for a codes model.
+    ids:     int64[n] vocabulary ids (audio ids, then prosody marks when the model reads them).
+    frames:  float32[n, D] continuous frames aligned with `ids` (zeros where the id is not audio),
+             or None for a codes model.
+    speaker: who spoke it (the manifest's speaker, or the live diariser's label), or None (one
+             shared speaker). The model never reads it; a memory that keeps state per speaker
+             (memory/inertia.py) does, through `WindowBatch.speakers`.
     """
 
     ids: torch.Tensor
     frames: torch.Tensor | None = None
+    speaker: Hashable | None = None
 
     def __post_init__(self) -> None:
         if self.frames is not None and (self.frames.dim() != 2 or self.frames.shape[0] != self.ids.shape[0]):

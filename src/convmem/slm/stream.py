@@ -3,8 +3,13 @@
 Layout, for each utterance in order: its audio ids (then its speaker-relative prosody marks when the
 vocabulary has them), then `<audio_end>`, then its emotion token if one is given. Who gives it:
 
-- training: the gold label; an unscored context turn (emotion None) gets NO emotion token — there
-  is nothing honest to put there, and the paper's stream only carries labels it has.
+- training, "gold" (the paper): the gold label; an unscored context turn (emotion None) gets NO
+  emotion token — there is nothing honest to put there, and the paper's stream only carries labels
+  it has. "predicted": the token inference will write there, the model's own prediction, taken
+  out of fold (study/crossfit.py) and given on *every* turn, as inference does; the gold label
+  stays the L_e target. Training on gold tokens teaches a model to copy the previous token, which
+  at inference is its own, possibly wrong, prediction (exposure bias); out-of-fold tokens are as
+  wrong as its predictions on unseen speakers, so it learns how far to trust them.
 - inference: the caller passes the model's own earlier predictions (or None): gold labels never
   enter an inference stream (DESIGN.md).
 
@@ -37,12 +42,15 @@ class CodedDialogue:
                      or None when the model reads none.
         frames:      per utterance, the continuous frames float32[n_i, D] its codes were assigned
                      from, or None when the model reads codes (slm/audio_embedding.py).
+        tokens:      per utterance, the emotion token a "predicted" training stream writes back
+                     after it (an out-of-fold prediction; None: no token), or None when not set.
     """
 
     dialogue_id: str
     utterances: list[CodedUtterance] = field(default_factory=list)
     marks: list[np.ndarray] | None = None
     frames: list[np.ndarray] | None = None
+    tokens: list[str | None] | None = None
 
     @property
     def codes(self) -> list[np.ndarray]:
@@ -101,7 +109,8 @@ class Stream:
 def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
                  emotions: Sequence[str | None], where: str = "dialogue",
                  insert_emotion_tokens: bool = True, marks: Sequence[np.ndarray] | None = None,
-                 frames: Sequence[np.ndarray] | None = None) -> Stream:
+                 frames: Sequence[np.ndarray] | None = None,
+                 tokens: Sequence[str | None] | None = None) -> Stream:
     """Concatenate utterances into one stream (see module doc for the layout).
 
     Args:
@@ -113,10 +122,13 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
             training counterpart of inference with `emotion_tokens="none"`.
         marks:    per utterance, prosody marks int64[4]; required exactly when `vocab.prosody_marks`.
         frames:   per utterance, its codes' frames float32[n_i, D] (a frames model), or None.
+        tokens:   per utterance, the emotion token to insert after `<audio_end>` instead of the
+            label's (None: no token there), with `emotions` kept as the L_e labels; None = the
+            labels' own tokens (as `insert_emotion_tokens` says).
     """
     if len(codes) != len(emotions):
         raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(emotions)} emotions")
-    for name, extra in (("prosody marks", marks), ("frames", frames)):
+    for name, extra in (("prosody marks", marks), ("frames", frames), ("emotion tokens", tokens)):
         if extra is not None and len(extra) != len(codes):
             raise ValueError(f"{where}: {len(codes)} utterances of codes but {len(extra)} of {name}")
     pieces: list[torch.Tensor] = []
@@ -127,19 +139,23 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
         try:
             a = vocab.utterance_input(c, None if marks is None else marks[i], None if frames is None else frames[i])
             lab = vocab.label_index(emo) if emo is not None else -1
+            if tokens is None:
+                token = lab if insert_emotion_tokens else -1
+            else:
+                token = vocab.label_index(tokens[i]) if tokens[i] is not None else -1
         except ValueError as exc:
             raise ValueError(f"{where}, utterance {i}: {exc}") from None
         utt_start.append(n)
         if a.frames is not None:
-            frame_pieces += [a.frames, a.frames.new_zeros(1 + (lab >= 0 and insert_emotion_tokens), a.frames.shape[1])]
+            frame_pieces += [a.frames, a.frames.new_zeros(1 + (token >= 0), a.frames.shape[1])]
         a = a.ids
         pieces.append(a)
         n += len(a)
         end_pos.append(n)
         tail = [vocab.audio_end_id]
         n += 1
-        if lab >= 0 and insert_emotion_tokens:
-            tail.append(vocab.emotion_ids[lab])
+        if token >= 0:
+            tail.append(vocab.emotion_ids[token])
             emo_pos.append(n)
             n += 1
         else:
@@ -153,14 +169,19 @@ def build_stream(codes: Sequence[np.ndarray], vocab: EmotionVocab,
                   frames=torch.cat(frame_pieces) if frame_pieces else None)
 
 
-# What a training stream holds after each labelled utterance: its gold emotion token, or nothing.
-TRAIN_EMOTION_TOKENS = ("gold", "none")
+# What a training stream holds after each utterance: its gold emotion token (labelled ones), the
+# model's out-of-fold prediction (every one; `CodedDialogue.tokens`), or nothing.
+TRAIN_EMOTION_TOKENS = ("gold", "none", "predicted")
 
 
 def dialogue_stream(d: CodedDialogue, vocab: EmotionVocab, emotion_tokens: str = "gold") -> Stream:
-    """Training stream of a coded dialogue: gold emotion tokens where labelled ("gold"), or none
-    in the stream but labels kept for L_e ("none")."""
+    """Training stream of a coded dialogue: gold emotion tokens where labelled ("gold"), its
+    `tokens` ("predicted"), or none in the stream but labels kept for L_e ("none")."""
     if emotion_tokens not in TRAIN_EMOTION_TOKENS:
         raise ValueError(f"emotion_tokens must be one of {TRAIN_EMOTION_TOKENS}, got {emotion_tokens!r}")
+    if emotion_tokens == "predicted" and d.tokens is None:
+        raise ValueError(f"dialogue {d.dialogue_id!r}: emotion_tokens 'predicted' needs its out-of-fold "
+                         "predicted tokens (study/crossfit.py), and it has none")
     return build_stream(d.codes, vocab, d.emotions, where=f"dialogue {d.dialogue_id!r}",
-                        insert_emotion_tokens=emotion_tokens == "gold", marks=d.marks, frames=d.frames)
+                        insert_emotion_tokens=emotion_tokens == "gold", marks=d.marks, frames=d.frames,
+                        tokens=d.tokens if emotion_tokens == "predicted" else None)

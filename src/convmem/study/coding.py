@@ -78,5 +78,8 @@ def mal_split(slm_dialogues: list, own_copies: list, held: set[str]) -> tuple[li
 
 
 def utterance_inputs(vocab, dialogue: Dialogue, table: Encoded) -> list:
-    """The model input (`UtteranceInput`: ids + frames of a frames model) of each utterance of `dialogue`."""
-    return [table[u.id].model_input(vocab) for u in dialogue.utterances]
+    """The model input (`UtteranceInput`: ids + frames of a frames model, and the manifest's speaker)
+    of each utterance of `dialogue`."""
+    import dataclasses
+
+    return [dataclasses.replace(table[u.id].model_input(vocab), speaker=u.speaker) for u in dialogue.utterances]

@@ -54,15 +54,31 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         # finished study) does not re-read, re-hash or re-perturb the training audio
         return coding.training_dialogues(cfg, encoder(), train)
 
+    @functools.cache
+    def slm_data():
+        # what the SLM (and the classifier) read: with `train.emotion_tokens: predicted`, every turn's
+        # written-back token is an out-of-fold prediction (study/crossfit.py)
+        if cfg.train.emotion_tokens != "predicted":
+            return coded()
+        from convmem.study import crossfit
+
+        vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
+        tokens = crossfit.out_of_fold_tokens(cfg, train, coded(), lambda: build_model(cfg.slm, vocab, frame_dim()),
+                                             model_dir.parent / "crossfit")
+        return crossfit.attach_tokens(coded(), tokens)
+
+    def frame_dim():
+        return next(f.shape[1] for cd in coded() for f in cd.frames) if cfg.slm.reads_frames else None
+
     if (model_dir / "slm").is_dir():
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
     else:
         from convmem.train.loop import train_slm
 
         vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
-        frame_dim = next(f.shape[1] for cd in coded() for f in cd.frames) if cfg.slm.reads_frames else None
-        slm = build_model(cfg.slm, vocab, frame_dim)
-        slm = train_slm(slm, vocab, coded(), cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
+        data = slm_data()
+        slm = build_model(cfg.slm, vocab, frame_dim())
+        slm = train_slm(slm, vocab, data, cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
         save_parts(model_dir, slm=slm, **common)
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
     slm.eval()
@@ -74,7 +90,7 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         from convmem.slm.stream import dialogue_stream
         from convmem.train.classifier_trainer import train_classifier, windows_from_stream
 
-        windows = [w for cd in coded() for w in windows_from_stream(dialogue_stream(cd, vocab, cfg.train.emotion_tokens), cfg.slm.n_limit)]
+        windows = [w for cd in slm_data() for w in windows_from_stream(dialogue_stream(cd, vocab, cfg.train.emotion_tokens), cfg.slm.n_limit)]
         clf = EmotionClassifier.from_slm(slm.get_input_embeddings(), cfg.classifier_config())
         clf = train_classifier(clf, windows, cfg.classifier_train)
         save_parts(model_dir, classifier=clf, **common)
@@ -111,9 +127,13 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
 
 def training_summary(train: list[Dialogue], labels) -> dict:
     """What a model directory records of its training data (bundle.json "training"): the scored
-    utterances per label (so a majority-class row can be scored on any other corpus), and the
+    utterances per label (so a majority-class row can be scored on any other corpus), the counts of
+    each speaker's label-to-next-label turns (the `inertia` memories' transitions), and the
     sessions and speakers it heard (so an evaluation can say when they reappear)."""
+    from convmem.memory.inertia import transition_counts
+
     return {"label_counts": label_counts(train, labels), "dialogues": len(train),
+            "speaker_transitions": transition_counts(train, labels),
             "sessions": sorted({d.session for d in train}),
             "speakers": sorted({u.speaker for d in train for u in d.utterances})}
 

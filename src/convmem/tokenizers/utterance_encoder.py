@@ -59,8 +59,12 @@ class EncodedUtterance:
 
     def model_input(self, vocab):
         """The `slm.audio_embedding.UtteranceInput` of this utterance under `vocab` (EmotionVocab):
-        ids int64[n (+ 4 marks)], frames float32[n (+ 4), D] aligned to them for a frames model."""
-        return vocab.utterance_input(self.codes, self.marks, self.frames)
+        ids int64[n (+ 4 marks)], frames float32[n (+ 4), D] aligned to them for a frames model,
+        and its speaker."""
+        import dataclasses
+
+        x = vocab.utterance_input(self.codes, self.marks, self.frames)
+        return x if self.speaker is None else dataclasses.replace(x, speaker=self.speaker)
 
 
 Encoded = dict[str, EncodedUtterance]  # utterance id -> its encoding
