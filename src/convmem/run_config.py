@@ -143,6 +143,9 @@ class CrossfitSection:
     tokens are, if anything, more often wrong than the full model's at test time."""
 
     folds: Annotated[int, Range(2)] = 2
+    # MAL's adapter trains (and validates) on states of inner backbones that never heard the
+    # dialogue's session; the final model keeps its backbone trained on every session
+    mal: bool = False
 
 
 @dataclass

@@ -62,3 +62,18 @@ def test_buckets_select_the_flagged_rows():
     with pytest.raises(ValueError, match="unknown bucket"):
         bucket_mask(t, "short")
     assert BUCKETS == ("all", "long_context", "complete_dialogue")
+
+
+def test_error_runs_are_consecutive_wrong_turns_of_one_dialogue_in_order():
+    from types import SimpleNamespace as R
+
+    from convmem.eval.metrics import error_runs
+
+    def rows(method, dialogue, marks):  # marks in position order, given shuffled below
+        return [R(method=method, fold="f", dialogue=dialogue, position=i, gold="neu",
+                  predicted="hap" if wrong else "neu") for i, wrong in enumerate(marks)]
+
+    got = error_runs(list(reversed(rows("a", "d1", [1, 1, 0, 1, 1, 1]))) + rows("a", "d2", [1, 0, 0])
+                     + rows("b", "d1", [0, 0]))
+    assert got["a"] == {"runs": 3, "mean": 2.0, "longest": 3}  # 2 and 3 in d1 (never joined across d2), 1 in d2
+    assert got["b"] == {"runs": 0, "mean": 0.0, "longest": 0}

@@ -84,3 +84,15 @@ def test_predicted_training_tokens_need_predicted_tokens_at_inference():
         load_config(RunConfig, None, ["train.emotion_tokens=predicted", "eval.emotion_tokens=none"])
     with pytest.raises(ConfigError, match="crossfit.folds"):
         load_config(RunConfig, None, ["crossfit.folds=1"])
+
+
+def test_each_dialogue_is_read_by_the_backbone_that_held_out_its_session():
+    """MAL cross-fitting: no training or validation dialogue (or copy) is read by a backbone
+    trained on its session."""
+    dialogues, coded = _data()
+    groups = crossfit.inner_groups(dialogues, 2)
+    backbones = [(held, object()) for held in groups]
+    index = crossfit.backbone_index(dialogues, backbones, coded)
+    session_of = {d.dialogue_id: d.session for d in dialogues}
+    for cd, j in zip(coded, index):
+        assert session_of[cd.dialogue_id.split("#")[0]] in groups[j]

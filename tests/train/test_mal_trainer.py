@@ -182,3 +182,46 @@ def test_validation_session_is_the_last_training_session() -> None:
     assert mal_validation_dialogues(train, 3) == []  # nothing would be left to train on
     with pytest.raises(Exception, match="mal_train.val_sessions"):
         MALTrainConfig(val_sessions=-1)
+
+
+def test_cross_fitted_training_reads_each_dialogue_through_its_own_backbone(one_thread, monkeypatch) -> None:
+    """Cross-fitting (study/crossfit.py): with several backbones, every training and validation
+    dialogue is streamed only through the backbone named for it (the one that never heard its
+    speakers); one adapter learns from all, and no backbone gets a gradient."""
+    import convmem.train.mal_trainer as trainer
+
+    models = [_tiny_llama(0), _tiny_llama(1)]
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    cfg = MALConfig(emotion_ids=EMOTIONS, audio_id_range=AUDIO, layer=1)
+    torch.manual_seed(100)
+    adapter = MALMemory.build(models[0], cfg).adapter
+    train = _hidden_offset_dialogues(12, seed=10)
+    val = _hidden_offset_dialogues(4, seed=11)
+    backbone_of = [d % 2 for d in range(12)]
+    val_backbone_of = [1, 1, 0, 1]
+    seen = {"train": [], "val": []}
+    real_group, real_eval = trainer._train_group, trainer.evaluate_mal
+
+    def spy_group(memory, group, *args):
+        seen["train"] += [(id(memory.model), id(d)) for d in group]
+        return real_group(memory, group, *args)
+
+    def spy_eval(memory, dialogues, *args, **kw):
+        seen["val"] += [(id(memory.model), id(d)) for d in dialogues]
+        return real_eval(memory, dialogues, *args, **kw)
+
+    monkeypatch.setattr(trainer, "_train_group", spy_group)
+    monkeypatch.setattr(trainer, "evaluate_mal", spy_eval)
+    result = train_mal(models, adapter, train, MALTrainConfig(epochs=2, batch_size=4, lr=3e-2, patience=5),
+                       cfg, END, progress=False, val_dialogues=val, backbone_of=backbone_of,
+                       val_backbone_of=val_backbone_of)
+    want_train = {id(d): id(models[b]) for d, b in zip(train, backbone_of)}
+    want_val = {id(d): id(models[b]) for d, b in zip(val, val_backbone_of)}
+    assert len(seen["train"]) == 2 * 12 and all(want_train[d] == m for m, d in seen["train"])
+    assert len(seen["val"]) == 3 * 4 and all(want_val[d] == m for m, d in seen["val"])
+    assert len(result.val_losses) == 3 and result.best_epoch in (1, 2)
+    for m, w in zip(models, before):
+        assert all(torch.equal(w[k], v) for k, v in m.state_dict().items())
+    with pytest.raises(Exception, match="index of its backbone"):
+        train_mal(models, adapter, train, MALTrainConfig(epochs=1), cfg, END, progress=False,
+                  backbone_of=[0] * 11)

@@ -120,3 +120,28 @@ def metrics_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
         f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
         wf1 = (f1 * support).sum(axis=-1) / total
     return {"wa": wa, "ua": ua, "wf1": wf1}
+
+
+def error_runs(rows) -> dict[str, dict]:
+    """{method: {"runs": n, "mean": mean length, "longest": length}} of each method's runs of
+    consecutive wrong predictions along a dialogue (its scored utterances in order). `rows`:
+    Prediction rows (method, fold, dialogue, position, gold, predicted). A model that copies its own
+    earlier mistakes makes long runs; one that reads each turn afresh makes runs as short as its
+    errors are independent. Methods without an error: runs 0, mean and longest 0."""
+    by: dict[tuple, list] = {}
+    for p in rows:
+        by.setdefault((p.method, p.fold, p.dialogue), []).append((p.position, p.predicted != p.gold))
+    lengths: dict[str, list[int]] = {}
+    for (method, _, _), marks in by.items():
+        own = lengths.setdefault(method, [])
+        run = 0
+        for _, wrong in sorted(marks):
+            if wrong:
+                run += 1
+            elif run:
+                own.append(run)
+                run = 0
+        if run:
+            own.append(run)
+    return {m: {"runs": len(v), "mean": float(np.mean(v)) if v else 0.0, "longest": max(v, default=0)}
+            for m, v in lengths.items()}

@@ -147,9 +147,16 @@ def _memory_effect_section(results: dict) -> str | None:
     meta = results["meta"]
     changed, mal = meta.get("changed_vs_none") or {}, meta.get("mal_diagnostics") or {}
     writes = meta.get("dpm_writes") or {}
-    if not changed and not mal and not writes:
+    runs = meta.get("error_runs") or {}
+    if not changed and not mal and not writes and not runs:
         return None
     out = ["## What the memories change", ""]
+    if runs:
+        out += ["Runs of consecutive errors along a dialogue (scored turns in order): a model that copies "
+                "its own earlier mistakes makes long runs.", "",
+                _table(["Method", "error runs", "mean length", "longest"],
+                       [[method_name(m, meta), str(r["runs"]), f"{r['mean']:.2f}", str(r["longest"])]
+                        for m, r in runs.items()]), ""]
     if changed:
         out += ["Share of the utterances scored by both whose predicted label differs from `none`'s "
                 "(right or wrong): a memory that changes nothing cannot help.", "",

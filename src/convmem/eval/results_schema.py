@@ -123,6 +123,13 @@ def _check_memory_effect(c: _Checker, meta: dict) -> None:
             if c.is_dict(v, p, ("n", "changed")):
                 c.is_int(v["n"], f"{p}.n", lo=1)
                 c.fraction(v["changed"], f"{p}.changed", nullable=False)
+    runs = meta.get("error_runs")
+    if runs is not None and c.is_dict(runs, "meta.error_runs"):
+        for m, v in runs.items():
+            p = f"meta.error_runs.{m}"
+            if c.is_dict(v, p, ("runs", "mean", "longest")):
+                c.is_int(v["runs"], f"{p}.runs", lo=0)
+                c.is_int(v["longest"], f"{p}.longest", lo=0)
     mal = meta.get("mal_diagnostics")
     if mal is not None and c.is_dict(mal, "meta.mal_diagnostics"):
         for m, rows in mal.items():

@@ -7,7 +7,9 @@ time, on speakers the backbone never heard:
 - the emotion tokens of a "predicted" training stream (`train.emotion_tokens: predicted`,
   slm/stream.py): at inference every earlier turn carries the model's own prediction, right about as
   often as it is on unseen speakers, so training writes back *out-of-fold* predictions;
-- (the same backbones serve any later stacking step that needs states of unheard speakers.)
+- the backbone states MAL's adapter trains on (`crossfit.mal`): on its own training speakers a
+  backbone is nearly always right, so MAL sees few errors and not the kind it meets on an unseen
+  speaker; each training dialogue is read by the inner backbone that never heard its session.
 
 As in stacking: the training sessions are split into `crossfit.folds` groups (sorted sessions dealt
 round-robin, so a group is whole sessions: no speaker on both sides of an inner split). For each
@@ -44,47 +46,60 @@ def inner_groups(train: list[Dialogue], k: int) -> list[list[str]]:
     return [sessions[j::k] for j in range(k)]
 
 
+def inner_backbones(cfg, train: list[Dialogue], coded: list, make_model: Callable, root: Path,
+                    progress: Callable[[str], None] | None = None) -> list[tuple[list[str], object]]:
+    """[(held-out sessions, frozen SLM trained on every other training session)] per inner group
+    (`inner_groups`), each trained with the fold's settings but no emotion tokens, or loaded from
+    `root`/k<j>/slm when a run saved it.
+
+    coded: the fold's training CodedDialogues (originals, then copies; a copy goes with its source).
+    make_model(): a fresh, untrained SLM of the fold's settings (slm.model.build_model)."""
+    from convmem.slm.model import load_model, save_model
+    from convmem.tokenizers.dialogue_audio import source_dialogue
+    from convmem.train.loop import train_slm
+
+    session_of = {d.dialogue_id: d.session for d in train}
+    inner_cfg = dataclasses.replace(cfg.train, emotion_tokens="none")
+    out = []
+    for j, held in enumerate(inner_groups(train, cfg.crossfit.folds)):
+        part = root / f"k{j}"
+        if not (part / "slm").is_dir():
+            if progress is not None:
+                progress(f"cross-fit backbone {j + 1}: held out {', '.join(held)}")
+            fit = [cd for cd in coded if session_of[source_dialogue(cd.dialogue_id)] not in held]
+            slm = make_model()
+            slm = train_slm(slm, slm.slm_vocab, fit, inner_cfg, part / "checkpoints", resume=True)
+            save_model(slm, part / "slm")
+        slm, _, _ = load_model(part / "slm", merge=True)
+        slm.eval().requires_grad_(False)
+        out.append((held, slm))
+    return out
+
+
 def out_of_fold_tokens(cfg, train: list[Dialogue], coded: list, make_model: Callable, root: Path,
                        progress: Callable[[str], None] | None = None) -> dict[str, list[str]]:
     """{dialogue id: per utterance the label an inner backbone that never heard its session
     predicts for it alone} for every dialogue of `train` (originals; a perturbed copy takes its
     source's, `attach_tokens`).
 
-    coded: the fold's training CodedDialogues (originals, then copies), as the SLM trains on them.
-    make_model(): a fresh, untrained SLM of the fold's settings (slm.model.build_model).
-    root: `<fold>/crossfit`: the inner backbones and the table, each reused on a rerun."""
+    coded, make_model: as `inner_backbones`. root: `<fold>/crossfit`: the inner backbones and the
+    table, each reused on a rerun."""
+    import torch
+
     from convmem.engine.conversation import ConversationEngine
     from convmem.memory.context import ContextMemory
-    from convmem.slm.model import load_model, save_model
-    from convmem.tokenizers.dialogue_audio import source_dialogue
-    from convmem.train.loop import train_slm
 
     table_file = root / TOKENS_FILE
     if table_file.is_file():
         return json.loads(table_file.read_text(encoding="utf-8"))
     session_of = {d.dialogue_id: d.session for d in train}
-    inner_cfg = dataclasses.replace(cfg.train, emotion_tokens="none")
     labels = tuple(cfg.corpus.labels)
     tokens: dict[str, list[str]] = {}
-    for j, held in enumerate(inner_groups(train, cfg.crossfit.folds)):
-        if progress is not None:
-            progress(f"cross-fit backbone {j + 1}: held out {', '.join(held)}")
-        part = root / f"k{j}"
-        if (part / "slm").is_dir():
-            slm, vocab, _ = load_model(part / "slm", merge=True)
-        else:
-            fit = [cd for cd in coded if session_of[source_dialogue(cd.dialogue_id)] not in held]
-            slm = make_model()
-            vocab = slm.slm_vocab
-            slm = train_slm(slm, vocab, fit, inner_cfg, part / "checkpoints", resume=True)
-            save_model(slm, part / "slm")
-            slm, vocab, _ = load_model(part / "slm", merge=True)
-        slm.eval()
+    for held, slm in inner_backbones(cfg, train, coded, make_model, root, progress):
+        vocab = slm.slm_vocab
         held_out = [cd for cd in coded if cd.dialogue_id in session_of and session_of[cd.dialogue_id] in held]
         engine = ConversationEngine(ContextMemory.none(slm, vocab.emotion_ids, cfg.slm.n_limit),
                                     vocab.audio_end_id, vocab.emotion_ids, cfg.slm.n_limit, "none")
-        import torch
-
         with torch.no_grad():
             results = engine.run([cd.inputs(vocab) for cd in held_out], keys=[cd.dialogue_id for cd in held_out],
                                  batch_size=cfg.eval.batch_size)
@@ -94,6 +109,17 @@ def out_of_fold_tokens(cfg, train: list[Dialogue], coded: list, make_model: Call
 
     atomic_write_json(table_file, tokens)
     return tokens
+
+
+def backbone_index(train: list[Dialogue], backbones: list, coded: list) -> list[int]:
+    """Per CodedDialogue of `coded` (originals or copies of `train`'s dialogues), the index into
+    `backbones` (`inner_backbones`) of the one that held out its session: the backbone that never
+    heard its speakers (MAL cross-fitting)."""
+    from convmem.tokenizers.dialogue_audio import source_dialogue
+
+    session_of = {d.dialogue_id: d.session for d in train}
+    held_by = {s: j for j, (held, _) in enumerate(backbones) for s in held}
+    return [held_by[session_of[source_dialogue(cd.dialogue_id)]] for cd in coded]
 
 
 def attach_tokens(coded: list, tokens: dict[str, list[str]]) -> list:

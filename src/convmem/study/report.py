@@ -78,7 +78,8 @@ def write_outputs(out: Path, folds: list[str], methods: list[str], labels: tuple
 def described(meta: dict, methods: list[str], preds) -> dict:
     """`meta` with what the scores alone do not say: each method's label ("method_labels"; with
     meta["prosody_marks"] `none` is named as reading the speaker's earlier turns) and the share
-    of `none`'s predictions each memory changes ("changed_vs_none", when `none` ran)."""
+    of `none`'s predictions each memory changes ("changed_vs_none", when `none` ran), and each
+    method's runs of consecutive errors along a dialogue ("error_runs": copying its own mistakes)."""
     from convmem.memory import registry
 
     marks = bool(meta.get("prosody_marks", False))
@@ -87,6 +88,11 @@ def described(meta: dict, methods: list[str], preds) -> dict:
     changed = changed_vs_none(preds)
     if changed:
         meta["changed_vs_none"] = changed
+    from convmem.eval.metrics import error_runs
+
+    runs = error_runs(preds)
+    if runs:
+        meta["error_runs"] = runs
     return meta
 
 

@@ -106,15 +106,26 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         own = coding.mal_copies(cfg, encoder(), train)
         tokens = lambda cd: [UtteranceTokens(x.ids, None if e is None else labels.index(e), x.frames)  # noqa: E731
                              for x, e in zip(cd.inputs(vocab), cd.emotions)]
-        fit, val = ([tokens(cd) for cd in part] for part in coding.mal_split(coded(), own, held))
+        fit_coded, val_coded = coding.mal_split(coded(), own, held)
+        fit, val = ([tokens(cd) for cd in part] for part in (fit_coded, val_coded))
         mark_ids = (vocab.mark_offset, vocab.size) if vocab.prosody_marks else None
-        result = train_mal(slm, adapter, fit, cfg.mal_train, mal_cfg, vocab.audio_end_id,
-                           mark_id_range=mark_ids, val_dialogues=val)
+        backbones, where = slm, {}
+        if cfg.crossfit.mal:  # states of backbones that never heard the speakers (study/crossfit.py)
+            from convmem.study import crossfit
+
+            inner = crossfit.inner_backbones(cfg, train, coded(), lambda: build_model(cfg.slm, vocab, frame_dim()),
+                                             model_dir.parent / "crossfit")
+            backbones = [b for _, b in inner]
+            where = {"backbone_of": crossfit.backbone_index(train, inner, fit_coded),
+                     "val_backbone_of": crossfit.backbone_index(train, inner, val_coded)}
+        result = train_mal(backbones, adapter, fit, cfg.mal_train, mal_cfg, vocab.audio_end_id,
+                           mark_id_range=mark_ids, val_dialogues=val, **where)
         save_parts(model_dir, mal_adapter=adapter, mal_config=mal_cfg, **common)
         atomic_write_json(model_dir / "mal" / "train_log.json",
                           {"best_epoch": result.best_epoch, "val_losses": result.val_losses,
                            "val_accuracies": result.val_accuracies, "val_dialogues": len(val),
                            "train_dialogues": len(fit), "mal_only_copies": len(own),
+                           "crossfit": bool(cfg.crossfit.mal),
                            "steps": len(result.losses)}, indent=1)
 
     if not (model_dir / "MODEL_CARD.md").exists():

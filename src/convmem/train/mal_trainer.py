@@ -220,11 +220,18 @@ def train_mal(
     progress: bool = True,
     mark_id_range: tuple[int, int] | None = None,
     val_dialogues: Sequence[Dialogue] | None = None,
+    backbone_of: Sequence[int] | None = None,
+    val_backbone_of: Sequence[int] | None = None,
 ) -> MALTrainResult:
     """Train `adapter` in place on `train_dialogues`; the backbone `model` is frozen and untouched.
     `mark_id_range`: (first, last + 1) ids of the prosody marks when the model reads them.
     `val_dialogues`: dialogues kept out of training whose cross-entropy picks the epoch kept (and
     stops the run after `cfg.patience` epochs without improvement); None or [] = keep the last.
+
+    Cross-fitting (study/crossfit.py): `model` may be a sequence of frozen backbones, and then
+    `backbone_of[i]` (`val_backbone_of[i]`) is the index of the one that reads training (validation)
+    dialogue i: a backbone that never heard its speakers, so MAL learns from the errors it will meet
+    on unseen ones. A batch streams dialogues of one backbone; one adapter learns from all.
 
     Returns the per-step losses and the validation curve. Raises RuntimeError if any backbone
     gradient appeared.
@@ -235,9 +242,18 @@ def train_mal(
     val = list(val_dialogues or [])
     if val:
         check_dialogues(val, mal_cfg, mark_id_range)
-    memory = MALMemory(model, adapter, mal_cfg, differentiable=True)
-    was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
-    model.eval().requires_grad_(False)
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    backbone_of = [0] * len(train_dialogues) if backbone_of is None else list(backbone_of)
+    val_backbone_of = [0] * len(val) if val_backbone_of is None else list(val_backbone_of)
+    if len(backbone_of) != len(train_dialogues) or len(val_backbone_of) != len(val) or not all(
+            0 <= b < len(models) for b in backbone_of + val_backbone_of):
+        raise ConfigError("train_mal: every training and validation dialogue needs the index of its backbone")
+    memories = [MALMemory(m, adapter, mal_cfg, differentiable=True) for m in models]
+    memory = memories[0]
+    was_training = [m.training for m in models]
+    flags = [[p.requires_grad for p in m.parameters()] for m in models]
+    for m in models:
+        m.eval().requires_grad_(False)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = next(adapter.parameters()).device
@@ -247,19 +263,25 @@ def train_mal(
     bar = tqdm(total=n_batches, desc="train MAL", disable=not progress)
     try:
         if val:
-            _validate(memory, val, audio_end_id, cfg.batch_size, result)
+            _validate(memories, val, val_backbone_of, audio_end_id, cfg.batch_size, result)
         for epoch in range(1, cfg.epochs + 1):
             adapter.train()
             order = torch.randperm(len(train_dialogues), generator=gen).tolist()
-            for group in _batches([train_dialogues[i] for i in order], cfg.batch_size):
-                _train_group(memory, group, cfg, audio_end_id, opt, device, result)
+            if len(models) == 1:
+                groups = [(memory, g) for g in _batches([train_dialogues[i] for i in order], cfg.batch_size)]
+            else:  # batches of one backbone each, in a shuffled order
+                groups = [(memories[b], g) for b in range(len(models))
+                          for g in _batches([train_dialogues[i] for i in order if backbone_of[i] == b], cfg.batch_size)]
+                groups = [groups[i] for i in torch.randperm(len(groups), generator=gen).tolist()]
+            for mem, group in groups:
+                _train_group(mem, group, cfg, audio_end_id, opt, device, result)
                 bar.update(1)
                 if result.losses:
                     bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
             if not val:
                 result.best_epoch = epoch
                 continue
-            _validate(memory, val, audio_end_id, cfg.batch_size, result)
+            _validate(memories, val, val_backbone_of, audio_end_id, cfg.batch_size, result)
             # epoch 0 (the identity adapter) is reported, never kept: the run exists to train MAL
             if best is None or result.val_losses[-1] < result.val_losses[result.best_epoch]:
                 result.best_epoch = epoch
@@ -269,22 +291,34 @@ def train_mal(
     finally:
         bar.close()
         adapter.eval()
-        model.train(was_training)
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
+        for m, training, own in zip(models, was_training, flags):
+            m.train(training)
+            for p, flag in zip(m.parameters(), own):
+                p.requires_grad_(flag)
     if best is not None:
         adapter.load_state_dict(best)
-    if any(p.grad is not None for p in model.parameters()):
+    if any(p.grad is not None for m in models for p in m.parameters()):
         raise RuntimeError("a backbone parameter received a gradient: MAL must leave the backbone frozen")
     return result
 
 
-def _validate(memory: MALMemory, val: Sequence[Dialogue], audio_end_id: int, batch_size: int,
-              result: MALTrainResult) -> None:
-    memory.adapter.eval()
-    ce, acc, _ = evaluate_mal(memory, val, audio_end_id, batch_size)
-    result.val_losses.append(ce)
-    result.val_accuracies.append(acc)
+def _validate(memories: Sequence[MALMemory], val: Sequence[Dialogue], backbone_of: Sequence[int],
+              audio_end_id: int, batch_size: int, result: MALTrainResult) -> None:
+    """Validation CE and accuracy over every validation dialogue, each read by its own backbone."""
+    memories[0].adapter.eval()
+    if len(memories) == 1:
+        ce, acc, _ = evaluate_mal(memories[0], val, audio_end_id, batch_size)
+        result.val_losses.append(ce)
+        result.val_accuracies.append(acc)
+        return
+    ce = acc = n = 0.0
+    for b, memory in enumerate(memories):
+        mine = [d for d, k in zip(val, backbone_of) if k == b]
+        if mine:
+            c, a, count = evaluate_mal(memory, mine, audio_end_id, batch_size)
+            ce, acc, n = ce + c * count, acc + a * count, n + count
+    result.val_losses.append(ce / n)
+    result.val_accuracies.append(acc / n)
 
 
 def _train_group(
