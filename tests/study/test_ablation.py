@@ -139,3 +139,20 @@ def test_shipped_ablation_configs_resolve_every_cell(name, settings):
         assert rc.slm.prosody_marks == (cell.setting == "marks_on") and rc.final is False
         assert {"none", "window", "dpm", "mal"} <= set(rc.eval.methods)
     assert path.read_text().startswith("# convmem ")  # the header says how to run it
+
+
+def test_the_context_ablation_compares_emotion_tokens_with_every_reference_and_memory():
+    from convmem.study.ablation import cell_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "ablation_context_ravdess.yaml"
+    cfg, run = load_ablation(path)
+    assert cfg.compare.keys() == {"tokens_none", "tokens_predicted"} and "inertia" in cfg.references
+    for cell in cells(cfg):
+        rc = cell_config(run, cell)
+        tokens = cell.setting.split("_", 1)[1]
+        assert rc.train.emotion_tokens == rc.eval.emotion_tokens == tokens and rc.final is False
+        assert {"none", "window", "inertia", "dpm", "dpm_inertia", "mal", "mal_inertia"} <= set(rc.eval.methods)
+        assert ("dpm_emotion" in rc.eval.methods) == (tokens == "predicted")
+        if tokens == "predicted":
+            assert rc.eval.dpm_variants["dpm_emotion"] == {"write_emotion": "confidence"}
+    assert path.read_text().startswith("# convmem ")
