@@ -179,6 +179,12 @@ class RunConfig:
         if self.train.emotion_tokens == "none" and self.eval.emotion_tokens != "none":
             raise ConfigError("eval.emotion_tokens: must be 'none' when train.emotion_tokens is 'none' "
                               "(the model never saw emotion tokens in its history)")
+        writes_emotion = [k for k, v in {"dpm": self.dpm.write_emotion, **{
+            f"eval.dpm_variants.{n}": (o or {}).get("write_emotion", self.dpm.write_emotion)
+            for n, o in self.eval.dpm_variants.items()}}.items() if v != "off"]
+        if writes_emotion and self.eval.emotion_tokens == "none":
+            raise ConfigError(f"{writes_emotion[0]}.write_emotion: needs eval.emotion_tokens 'predicted' "
+                              "(with no emotion token in the history there is none to write)")
         if self.train.emotion_tokens == "predicted" and self.eval.emotion_tokens != "predicted":
             raise ConfigError("eval.emotion_tokens: must be 'predicted' when train.emotion_tokens is 'predicted' "
                               "(the model learned to read its own predictions in its history)")

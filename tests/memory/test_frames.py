@@ -182,3 +182,38 @@ def test_dpm_config_refuses_an_unknown_write_emotion():
 
     with pytest.raises(ConfigError, match="write_emotion"):
         DPMConfig(write_emotion="gold")
+    # stride stepping writes the last pending non-emotion tokens: it cannot carry the token
+    with pytest.raises(ConfigError, match="needs stepping 'sentence' or 'surprise'"):
+        DPMConfig(write_emotion="token", stepping="stride:64")
+
+
+def test_dpm_write_emotion_off_is_eq9_whatever_weights_come_and_confidence_weights_the_token(setup):
+    """`write_emotion: off` ignores the engine's emotion weights bit for bit; `confidence` and
+    `token` weight the written-back token differently (so the loss differs)."""
+    audio_input, model, vocab = setup
+    from convmem.slm.audio_embedding import as_input
+
+    eng = ConversationEngine(ContextMemory.window(model, vocab.emotion_ids, N_LIMIT), vocab.audio_end_id,
+                             vocab.emotion_ids, N_LIMIT, "predicted")
+    conv = _convs(audio_input, vocab)[3]
+    cursor = eng.cursor()
+    for u in conv[:2]:  # two turns read, their predicted tokens written back
+        _, _ = eng.step(None, [cursor], [u])
+    batch, _ = eng._make_batch([cursor], [as_input(conv[2])])
+    assert float(batch.emotion_weight.max()) > 0  # the previous turn's token carries its confidence
+    losses = {}
+    for mode, weights in (("off", batch.emotion_weight), ("off", None), ("token", batch.emotion_weight),
+                          ("confidence", batch.emotion_weight)):
+        mem = DPMMemory(model, vocab.emotion_ids, N_LIMIT,
+                        DPMConfig(rank=4, alpha=8.0, lr=1e-2, n_r=12, seed=3, write_emotion=mode))
+        try:
+            import dataclasses
+
+            state = mem.init(1)
+            state, loss = mem.write(state, dataclasses.replace(batch, emotion_weight=weights,
+                                                               first=torch.zeros(1, dtype=torch.bool)))
+            losses[(mode, weights is None)] = float(loss[0])
+        finally:
+            mem.close()
+    assert losses[("off", False)] == losses[("off", True)]
+    assert len({losses[("off", True)], losses[("token", False)], losses[("confidence", False)]}) == 3

@@ -84,6 +84,10 @@ def test_predicted_training_tokens_need_predicted_tokens_at_inference():
         load_config(RunConfig, None, ["train.emotion_tokens=predicted", "eval.emotion_tokens=none"])
     with pytest.raises(ConfigError, match="crossfit.folds"):
         load_config(RunConfig, None, ["crossfit.folds=1"])
+    # a DPM write of the emotion token needs tokens in the history
+    with pytest.raises(ConfigError, match="eval.dpm_variants.de.write_emotion: needs eval.emotion_tokens"):
+        load_config(RunConfig, None, ["train.emotion_tokens=none", "eval.emotion_tokens=none",
+                                      "eval.dpm_variants={de: {write_emotion: token}}"])
 
 
 def test_each_dialogue_is_read_by_the_backbone_that_held_out_its_session():
@@ -96,3 +100,25 @@ def test_each_dialogue_is_read_by_the_backbone_that_held_out_its_session():
     session_of = {d.dialogue_id: d.session for d in dialogues}
     for cd, j in zip(coded, index):
         assert session_of[cd.dialogue_id.split("#")[0]] in groups[j]
+
+
+def test_a_cross_fit_folder_is_reused_only_for_the_same_groups_data_and_settings(tmp_path):
+    from convmem.slm.model import SLMConfig
+    from convmem.train.loop import TrainConfig
+
+    dialogues, coded = _data()
+    cfg = types.SimpleNamespace(slm=SLMConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32),
+                                train=TrainConfig(), crossfit=types.SimpleNamespace(folds=2))
+    groups = crossfit.inner_groups(dialogues, 2)
+    crossfit.claim(tmp_path / "cf", cfg, cfg.train, groups, coded)
+    crossfit.claim(tmp_path / "cf", cfg, cfg.train, groups, coded)  # the same: reused
+    with pytest.raises(ConfigError, match="other groups"):
+        crossfit.claim(tmp_path / "cf", cfg, cfg.train, crossfit.inner_groups(dialogues, 3), coded)
+    with pytest.raises(ConfigError, match="other dialogues"):
+        crossfit.claim(tmp_path / "cf", cfg, cfg.train, groups, coded[:-1])
+    with pytest.raises(ConfigError, match="other train"):
+        crossfit.claim(tmp_path / "cf", cfg, TrainConfig(lr=1e-3), groups, coded)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "k0").mkdir()
+    with pytest.raises(ConfigError, match="unknown cross-fitting"):
+        crossfit.claim(tmp_path / "other", cfg, cfg.train, groups, coded)

@@ -4,10 +4,10 @@ predicted tokens in its history (`window`), beats the utterance alone (`none`); 
 gold tokens (the paper's stream) copies its own mistakes and does not.
 
 The corpus: speakers keep an emotion for several turns (stay 0.95). An utterance is 6 audio codes; on
-70% of turns one of them is a signature code naming an emotion (the right one 80% of the time), on
-the rest there is none. So one utterance alone is right about 0.7 * 0.8 + 0.3 * 0.25 = 64% of the
+70% of turns one of them is a signature code naming an emotion (the right one 70% of the time), on
+the rest there is none. So one utterance alone is right about 0.7 * 0.7 + 0.3 * 0.25 = 56.5% of the
 time; the previous turn's emotion says what a turn without a signature is. Given the *gold* previous
-token, staying beats even a signature that disagrees (0.95 * 0.2/3 > 0.05/3 * 0.8): a gold-trained
+token, staying beats even a signature that disagrees (0.95 * 0.3/3 > 0.05/3 * 0.7): a gold-trained
 model learns to copy the previous token, and at inference copies its own first guess down the
 dialogue. Out-of-fold tokens are as wrong as its own predictions, so it learns to copy only when the
 turn says nothing.
@@ -69,8 +69,7 @@ def _scores(model, vocab, test, history: bool) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_out_of_fold_tokens_let_the_history_help_where_gold_tokens_make_it_copy(tmp_path):
-    torch.set_num_threads(1)
+def test_out_of_fold_tokens_let_the_history_help_where_gold_tokens_make_it_copy(tmp_path, one_thread):
     slm_cfg = SLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, n_limit=N_LIMIT,
                         max_position_embeddings=512, init_seed=0)
     vocab = make_vocab(slm_cfg, CODEBOOK, LABELS)

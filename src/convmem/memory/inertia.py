@@ -20,6 +20,15 @@ Why a wrapper: the filter is what context adds to *any* reader, so `inertia` is 
 and `dpm_inertia` / `mal_inertia` are those memories' posteriors through it (memory/registry.py).
 No backprop, E*E multiply-adds per utterance, state O(speakers * E) per row. Gold labels never reach
 it at inference: only the training dialogues' counts do, as the model's weights do.
+
+With `eval.emotion_tokens: predicted` the token written back after each turn is the *filtered*
+prediction (the engine writes back what the memory read), so `dpm_inertia`'s inner DPM reads and
+writes the filter's tokens: the combination, not DPM alone through a filter afterwards.
+
+Approximations, said once: A is counted on consecutive *labelled* turns of a speaker, while the
+filter steps once per turn, unlabelled context turns included (on corpora with unscored turns a
+step across one is a two-turn transition); and the speaker's running feature statistics DESIGN.md
+mentions are not kept (the prosody marks already compare a turn with the speaker's earlier ones).
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ register(MemorySpec("dpm", _dpm, writes_by_backprop=True, label="SLLM-DPM (tempo
                                     "dpm_stride1024": "SLLM-DPM, fixed stride 1024 tokens",
                                     "dpm_surprise": "SLLM-DPM, surprise-gated writes",
                                     "dpm_emotion": "SLLM-DPM, the write also covers the written-back "
-                                                   "emotion token (confidence-weighted)"}))
+                                                   "emotion token (dpm.write_emotion)"}))
 register(MemorySpec("mal", _mal, needs=("slm", "mal"), writes_by_backprop=True, label="SLLM-MAL (memory as a layer)"))
 register(MemorySpec("inertia", _through_inertia(_none, "inertia"),
                     label="Contextual reference: one-shot posteriors through each speaker's emotional inertia",

@@ -131,6 +131,11 @@ class DPMConfig:
             make_stepping(self.stepping, self.surprise_k, self.surprise_warmup)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
+        if self.write_emotion != "off" and self.stepping.startswith("stride"):
+            # stride stepping writes the last pending non-emotion tokens: it would drop the
+            # emotion target and miscount the pending span
+            raise ConfigError(f"{where}: write_emotion = {self.write_emotion!r} needs stepping 'sentence' or "
+                              f"'surprise', not {self.stepping!r}")
 
 
 WRITE_EMOTION = ("off", "token", "confidence")

@@ -5,9 +5,9 @@ vocabulary has them), then `<audio_end>`, then its emotion token if one is given
 
 - training, "gold" (the paper): the gold label; an unscored context turn (emotion None) gets NO
   emotion token — there is nothing honest to put there, and the paper's stream only carries labels
-  it has. "predicted": the token inference will write there, the model's own prediction, taken
-  out of fold (study/crossfit.py) and given on *every* turn, as inference does; the gold label
-  stays the L_e target. Training on gold tokens teaches a model to copy the previous token, which
+  it has. "predicted": a prediction in place of the one inference will write there: an inner
+  backbone's reading of the turn alone, out of fold (study/crossfit.py), given on *every* turn, as
+  inference does; the gold label stays the L_e target. Training on gold tokens teaches a model to copy the previous token, which
   at inference is its own, possibly wrong, prediction (exposure bias); out-of-fold tokens are as
   wrong as its predictions on unseen speakers, so it learns how far to trust them.
 - inference: the caller passes the model's own earlier predictions (or None): gold labels never
@@ -82,7 +82,9 @@ class Stream:
                                  index when the utterance has no codes).
         audio_end_pos: int64[U]  index of each utterance's `<audio_end>`.
         emotion_pos:   int64[U]  index of each utterance's emotion token, -1 where absent.
-        labels:        int64[U]  class index (into `vocab.labels`) of the emotion token, -1 where absent.
+        labels:        int64[U]  class index (into `vocab.labels`) of the utterance's label (the L_e
+                                 target), -1 where absent; the emotion token, when present, is the
+                                 label's own, or an out-of-fold prediction in a "predicted" stream.
         frames:        float32[N, D] continuous frames aligned with `ids` (zeros where the id is not
                                  audio), or None (a codes model).
     """

@@ -34,6 +34,7 @@ from convmem.corpus.types import Dialogue
 from convmem.errors import ConfigError
 
 TOKENS_FILE = "oof_tokens.json"
+IDENTITY_FILE = "crossfit.json"
 
 
 def inner_groups(train: list[Dialogue], k: int) -> list[list[str]]:
@@ -60,8 +61,10 @@ def inner_backbones(cfg, train: list[Dialogue], coded: list, make_model: Callabl
 
     session_of = {d.dialogue_id: d.session for d in train}
     inner_cfg = dataclasses.replace(cfg.train, emotion_tokens="none")
+    groups = inner_groups(train, cfg.crossfit.folds)
+    claim(root, cfg, inner_cfg, groups, coded)
     out = []
-    for j, held in enumerate(inner_groups(train, cfg.crossfit.folds)):
+    for j, held in enumerate(groups):
         part = root / f"k{j}"
         if not (part / "slm").is_dir():
             if progress is not None:
@@ -74,6 +77,34 @@ def inner_backbones(cfg, train: list[Dialogue], coded: list, make_model: Callabl
         slm.eval().requires_grad_(False)
         out.append((held, slm))
     return out
+
+
+def claim(root: Path, cfg, inner_cfg, groups: list[list[str]], coded: list) -> None:
+    """Record in `root`/crossfit.json what its backbones and tables are made from (inner groups, the
+    training dialogues, the SLM, training and tokenizer settings), or check that a folder made before
+    says the same: reused backbones must never have trained on a session they are now asked about.
+    ConfigError naming the first difference."""
+    import hashlib
+
+    from convmem.config import to_dict
+    from convmem.fileio import atomic_write_json
+
+    ids = hashlib.sha256("\n".join(sorted(cd.dialogue_id for cd in coded)).encode()).hexdigest()[:16]
+    identity = {"groups": groups, "dialogues": ids, "slm": to_dict(cfg.slm), "train": to_dict(inner_cfg),
+                "tokenizer": to_dict(getattr(cfg, "tokenizer", None))}
+    identity = json.loads(json.dumps(identity))  # tuples as lists, as read back
+    path = root / IDENTITY_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        for key in identity:
+            if saved.get(key) != identity[key]:
+                raise ConfigError(f"{root}: cross-fitting there was made with other {key} ({IDENTITY_FILE}); "
+                                  "delete that folder to cross-fit again")
+        return
+    if root.is_dir() and any(root.iterdir()):
+        raise ConfigError(f"{root}: holds files of an unknown cross-fitting (no {IDENTITY_FILE}); delete it to cross-fit again")
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, identity)
 
 
 def out_of_fold_tokens(cfg, train: list[Dialogue], coded: list, make_model: Callable, root: Path,
@@ -91,6 +122,8 @@ def out_of_fold_tokens(cfg, train: list[Dialogue], coded: list, make_model: Call
 
     table_file = root / TOKENS_FILE
     if table_file.is_file():
+        claim(root, cfg, dataclasses.replace(cfg.train, emotion_tokens="none"),
+              inner_groups(train, cfg.crossfit.folds), coded)
         return json.loads(table_file.read_text(encoding="utf-8"))
     session_of = {d.dialogue_id: d.session for d in train}
     labels = tuple(cfg.corpus.labels)
@@ -140,7 +173,7 @@ def attach_tokens(coded: list, tokens: dict[str, list[str]]) -> list:
 
 def token_accuracy(coded: list, tokens: dict[str, list[str]]) -> float | None:
     """Share of labelled original utterances whose out-of-fold token is their gold label (None:
-    none labelled): how wrong the history's tokens are in training, for the model card."""
+    none labelled): how often the history's training tokens are wrong."""
     hits = total = 0
     for cd in coded:
         own = tokens.get(cd.dialogue_id)

@@ -81,8 +81,9 @@ class TrainConfig:
     # "gold": earlier utterances' gold emotion tokens in the stream (the paper); "none": no emotion
     # tokens, labels only as L_e targets. With strong emotional inertia "gold" teaches the model to
     # copy the previous token, which at inference is its own (possibly wrong) prediction.
-    # "predicted": every turn's token is the model's out-of-fold prediction (CodedDialogue.tokens,
-    # made by study/crossfit.py), as inference will write it back: it learns how far to trust them.
+    # "predicted": every turn's token is an out-of-fold prediction (CodedDialogue.tokens: inner
+    # backbones that never trained on the session read the turn alone, study/crossfit.py), standing
+    # in for the model's own at inference: it learns how far to trust them.
     emotion_tokens: str = "gold"
     # Also train on every scored utterance alone (no history), as the `none` baseline and every
     # dialogue's first turn are read; see slm.windows ("History-free examples"). Not in the paper.
