@@ -17,9 +17,11 @@ from convmem.study import coding
 
 
 def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list[str],
-                      cache_root: Path, fold_info: dict | None = None) -> Path:
+                      cache_root: Path, fold_info: dict | None = None, checkpoint_dir: Path | None = None) -> Path:
     """Fit the tokenizer on `train` only, then train the SLM, classifier and MAL adapter; each part
-    is saved into `model_dir` as soon as it exists, and skipped on a rerun."""
+    is saved into `model_dir` as soon as it exists, and skipped on a rerun. The SLM's training
+    checkpoints go to `checkpoint_dir` (default: `checkpoints/slm` beside `model_dir`, in the fold's
+    own folder; `convmem train` keeps them inside the model directory)."""
     import torch
 
     from convmem.bundle import BUNDLE_FILE, save_parts
@@ -62,7 +64,8 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
         frame_dim = next(f.shape[1] for cd in coded() for f in cd.frames) if cfg.slm.reads_frames else None
         slm = build_model(cfg.slm, vocab, frame_dim)
-        slm = train_slm(slm, vocab, coded(), cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
+        slm = train_slm(slm, vocab, coded(), cfg.train,
+                        checkpoint_dir or model_dir.parent / "checkpoints" / "slm", resume=True)
         save_parts(model_dir, slm=slm, **common)
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
     slm.eval()
