@@ -42,9 +42,11 @@ def _describe(names: Sequence[str], n: int = 6) -> str:
 
 
 @contextlib.contextmanager
-def folder_lock(lock_path: str | os.PathLike, what: str | os.PathLike) -> Iterator[None]:
+def folder_lock(lock_path: str | os.PathLike, what: str | os.PathLike, remove: bool = False) -> Iterator[None]:
     """Hold an exclusive advisory lock on `lock_path` (created, recording our pid) while the block
-    runs; ConfigError naming the holder's pid when another process holds it. Reentrant."""
+    runs; ConfigError naming the holder's pid when another process holds it. Reentrant.
+    `remove`: delete the file when done (a lock beside a folder, which would otherwise litter the
+    user's parent folder; a writer that opened it meanwhile was refused, not queued)."""
     lock_path = Path(lock_path)
     key = str(lock_path.resolve())
     if key in _held:
@@ -71,6 +73,8 @@ def folder_lock(lock_path: str | os.PathLike, what: str | os.PathLike) -> Iterat
         _held[key][1] -= 1
         if _held[key][1] == 0:
             del _held[key]
+            if remove:
+                lock_path.unlink(missing_ok=True)
             os.close(fd)  # releases the lock; the file stays (removing it would race a new locker)
 
 
@@ -117,9 +121,15 @@ def claim_output_folder(out: str | os.PathLike, command: str, settings: dict | N
         raise ConfigError(f"{out}: exists and is not a folder")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    had_lock = (out / LOCK).exists()
     try:
         with folder_lock(out / LOCK, out):
-            _check_claim(out, command, settings, owned, legacy, force, kinds)
+            try:
+                _check_claim(out, command, settings, owned, legacy, force, kinds)
+            except ConfigError:
+                if not had_lock:  # a refused folder is left as it was found
+                    (out / LOCK).unlink(missing_ok=True)
+                raise
             yield out
     finally:
         # a command refused (bad input) before it wrote anything leaves no folder behind

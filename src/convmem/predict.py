@@ -236,7 +236,7 @@ class Predictor:
                     if path is not None:
                         from convmem.audio.io import load_audio
 
-                        piece, rate = load_audio(path, SAMPLE_RATE, seg.start, seg.end, stats=read), SAMPLE_RATE
+                        piece, rate = load_audio(path, SAMPLE_RATE, seg.start, seg.end), SAMPLE_RATE
                     else:
                         piece = wave[int(seg.start * sample_rate): int(math.ceil(seg.end * sample_rate))]
                         rate = sample_rate
@@ -268,6 +268,11 @@ class Predictor:
             info["speakers"] = sorted({s.speaker for s in segments if s.speaker is not None})
         shortest = self.vad.min_utterance_s if vad_used else MIN_UTTERANCE_SECONDS
         warnings = _empty_timeline_warnings(name or "audio array", duration, peak, len(results), dropped, shortest)
+        if path is not None and segments is not None:
+            # only the segments were read: count the whole file's bad samples (a quick pass)
+            read = {}
+            for _ in iter_file_blocks(path, BLOCK_SECONDS, stats=read):
+                pass
         if read.get("nonfinite"):
             warnings.append(f"{name}: {read['nonfinite']} sample(s) were NaN or infinite and were read as silence "
                             "(the recording is damaged there)")

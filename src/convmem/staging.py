@@ -119,7 +119,7 @@ def staged_directory(out: Path, force: bool, owned: Sequence[str]) -> Iterator[P
     check_output_dir(out, force, owned)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the folder itself is replaced by a rename, so its writers lock a file beside it
-    with folder_lock(out.parent / f".{out.name}{LOCK}", out):
+    with folder_lock(out.parent / f".{out.name}{LOCK}", out, remove=True):
         check_output_dir(out, force, owned)  # another writer may have finished while we waited
         remove_stale_stages(out)
         stage = _new_marked_dir(out, STAGE_INFIX)

@@ -64,10 +64,10 @@ def run(args) -> int:
 
     outputs = {"--out": out, **({"--plot": plot} if plot is not None else {})}
     inputs = {"AUDIO": audio, "--segments": Path(args.segments) if args.segments else None}
-    check_output_files(outputs, inputs, args.overwrite, is_timeline_output)
-    for name, o in outputs.items():
+    for name, o in outputs.items():  # the model is an input too, whole
         if o.resolve().is_relative_to(Path(args.model).resolve()):
             raise ConfigError(f"{name} {o}: is inside the model directory {args.model}; write it elsewhere")
+    check_output_files(outputs, inputs, args.overwrite, is_timeline_output)
     vad = VADConfig(threshold=args.vad_threshold, min_utterance_s=args.min_utterance,
                     max_utterance_s=args.max_utterance, min_silence_s=args.min_silence, backend=args.vad_backend)
     if args.threads:
