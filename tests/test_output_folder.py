@@ -135,3 +135,16 @@ def test_output_files_through_a_link_are_the_input(tmp_path):
     with pytest.raises(ConfigError, match="is the input AUDIO"):
         check_output_files({"--plot": link}, {"AUDIO": audio}, True, lambda p: True)
     assert Path(audio).read_text() == "x"
+
+
+def test_only_the_main_process_of_a_launch_claims(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with claim_output_folder(tmp_path, "run"):  # rank 1 neither checks nor writes: rank 0 does
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match="not made by `convmem run`"):
+        with claim_output_folder(tmp_path, "run"):
+            pass

@@ -117,6 +117,9 @@ def claim_output_folder(out: str | os.PathLike, command: str, settings: dict | N
     writes (what `force` may delete). legacy(out): True when `out`, without a marker, is what this
     command made before markers existed."""
     out = Path(out)
+    if _secondary_process():  # under `accelerate launch`/torchrun the main process claims for all
+        yield out
+        return
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
     created = not out.exists()
@@ -135,6 +138,11 @@ def claim_output_folder(out: str | os.PathLike, command: str, settings: dict | N
         # a command refused (bad input) before it wrote anything leaves no folder behind
         if created and out.is_dir() and {p.name for p in out.iterdir()} <= set(_OURS):
             shutil.rmtree(out, ignore_errors=True)
+
+
+def _secondary_process() -> bool:
+    """True in a process of a multi-process launch other than the main one (torchrun's env)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
 
 
 def _check_claim(out: Path, command: str, settings: dict | None, owned: Sequence[str],

@@ -27,14 +27,9 @@ def run(args) -> int:
 def claim_study_folder(out, command: str):
     """The output rule (convmem/output_folder.py) for a study folder: `run` and `eval` continue each
     other's; one made before markers is known by its config.json. Which config may resume it is
-    study/run_folder.py's to say. Under `accelerate launch` the main process holds it for all."""
-    import contextlib
-
+    study/run_folder.py's to say."""
     from convmem.output_folder import claim_output_folder
-    from convmem.parallel import dist_info
 
-    if dist_info()[0] != 0:
-        return contextlib.nullcontext(out)
     return claim_output_folder(out, command, kinds=("run", "eval"), legacy=lambda o: (o / "config.json").is_file())
 
 
