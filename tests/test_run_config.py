@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,25 @@ def test_frames_input_needs_a_tokenizer_that_offers_frames():
         load_config(RunConfig, DEMO, ["slm.audio_input=wave"])
     cfg = load_config(RunConfig, DEMO, ["tokenizer.kind=whisper-kmeans", "slm.audio_input=frames"])
     assert cfg.slm.reads_frames and not load_config(RunConfig, DEMO).slm.reads_frames
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["slm.hidden_size=100"], "slm.hidden_size: the head dimension hidden_size / num_heads = 100 / 4 = 25 must be even"),
+    (["slm.hidden_size=90", "slm.num_heads=4"], "slm.hidden_size: 90 is not divisible by slm.num_heads = 4"),
+    (["slm.n_limit=4096", "slm.max_position_embeddings=2048"], "slm.n_limit: 4096 positions exceed slm.max_position_embeddings"),
+    (["mal.layer=4"], "mal.layer: 4 is not a layer of the SLM (slm.num_layers = 4)"),
+    (["dpm.n_r=1024"], "dpm.n_r: n_r = 1024 must be < slm.n_limit = 1024 (eq. 10"),
+    (["eval.dpm_variants={wide: {n_r: 2000}}"], "eval.dpm_variants.wide.n_r: n_r = 2000 must be < slm.n_limit"),
+    (["train.objective=paper", "train.n_q=2048"], "train.n_o/n_p/n_q: windows exceed the model's n_limit 1024"),
+    (["mal.history_tokens=1024"], "mal.history_tokens: 1024 leaves no room"),
+])
+def test_a_config_that_cannot_build_its_model_is_refused_at_load_naming_the_key(overrides, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(RunConfig, None, overrides)
+
+
+def test_every_shipped_config_builds():
+    for path in sorted((DEMO.parent).glob("*.yaml")):
+        if "ablation" in path.name:
+            continue  # an ablation config, not a run config (study/ablation.py)
+        load_config(RunConfig, path)

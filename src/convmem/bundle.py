@@ -112,6 +112,12 @@ def save_parts(path: Path, *, labels, n_limit: int, config: dict, tokenizer=None
             fh.write(save(state))
         atomic_write_json(path / "mal" / "mal.json", to_dict(mal_config))
     info = _read_info(path) if (path / BUNDLE_FILE).exists() else {}
+    written = [name for name, part in (("tokenizer", tokenizer), ("slm", slm), ("classifier", classifier),
+                                       ("mal", mal_adapter)) if part is not None] + (["MODEL_CARD.md"] if card else [])
+    if card is not None:
+        from convmem.fileio import atomic_write_text
+
+        atomic_write_text(path / "MODEL_CARD.md", card)
     info.update({
         "format": FORMAT,
         "version": 1,
@@ -119,15 +125,70 @@ def save_parts(path: Path, *, labels, n_limit: int, config: dict, tokenizer=None
         "n_limit": int(n_limit),
         "config": config,
         "dpm": to_dict(dpm_config) if dpm_config is not None else info.get("dpm"),
-        "parts": sorted(p.name for p in path.iterdir() if p.is_dir()),
+        "parts": sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        "files": file_hashes(path, written, info.get("files")),
     })
     info.update(extra or {})
     atomic_write_json(path / BUNDLE_FILE, info)
-    if card is not None:
-        from convmem.fileio import atomic_write_text
-
-        atomic_write_text(path / "MODEL_CARD.md", card)
     return path
+
+
+def _model_files(path: Path, under: str | None = None) -> list[Path]:
+    """The files of a model directory (or of its part `under`), relative: everything but bundle.json
+    and hidden names (training work, temporaries)."""
+    root = path / under if under else path
+    if root.is_file():
+        return [root.relative_to(path)]
+    return sorted(f.relative_to(path) for f in root.rglob("*")
+                  if f.is_file() and not any(x.startswith(".") for x in f.relative_to(path).parts)
+                  and f.relative_to(path).as_posix() != BUNDLE_FILE)
+
+
+def _sha256(f: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_hashes(path: Path, written: list[str], previous: dict | None) -> dict[str, str]:
+    """{relative file: sha256} of every model file: the parts just `written` hashed anew, the rest
+    kept from `previous` (all hashed when there is none, e.g. a directory made before hashes)."""
+    previous = dict(previous or {})
+    fresh = previous == {}
+    hashes = {}
+    for rel in _model_files(path):
+        key = rel.as_posix()
+        top = rel.parts[0]
+        if fresh or top in written or key not in previous:
+            hashes[key] = _sha256(path / rel)
+        else:
+            hashes[key] = previous[key]
+    return hashes
+
+
+def verify_files(path: Path, info: dict) -> str | None:
+    """Check every file bundle.json records against its sha256 (ConvmemError naming the first that
+    is missing or differs); a note when the directory records no hashes (made before they were
+    recorded: still loaded, with every other check, so existing models keep working)."""
+    files = info.get("files")
+    if not isinstance(files, dict):
+        return (f"{path}: bundle.json records no file hashes (made by an older convmem), so its files "
+                "were not verified; retrain it to have them recorded")
+    for rel, digest in files.items():
+        f = path / rel
+        if "/" in rel and not (path / rel.split("/")[0]).is_dir():
+            continue  # a whole optional part taken out: the model offers fewer memories (Bundle.methods)
+        if not f.is_file():
+            raise ConvmemError(f"{f}: missing from the model directory (bundle.json lists it); "
+                               "copy the whole model directory again, or retrain it")
+        if _sha256(f) != digest:
+            raise ConvmemError(f"{f}: damaged or changed since training (its sha256 differs from the one in "
+                               "bundle.json); copy the model directory again, or retrain it")
+    return None
 
 
 def read_model_info(path: str | Path) -> dict:
@@ -153,12 +214,13 @@ def model_methods(path: str | Path) -> list[str]:
 
 def model_fingerprint(path: str | Path) -> str:
     """sha256 hex of every file of the model directory `path` (relative names and contents; hidden
-    temporary files left out): two directories with equal fingerprints make the same predictions."""
+    names left out: temporaries, `convmem train`'s checkpoints and corpus): two directories with equal fingerprints make the same predictions."""
     import hashlib
 
     path = Path(path)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    for f in sorted(p for p in path.rglob("*")
+                    if p.is_file() and not any(x.startswith(".") for x in p.relative_to(path).parts)):
         h.update(f.relative_to(path).as_posix().encode() + b"\0%d\0" % f.stat().st_size)
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -175,7 +237,9 @@ def model_title(path: str | Path) -> str:
 
 
 def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
-    """Load every part of a model directory (the SLM with its LoRA merged, fp32)."""
+    """Load every part of a model directory (the SLM with its LoRA merged, fp32), each file first
+    checked against the sha256 bundle.json records; a part that cannot be read, or whose weights
+    are not all finite, is a ConvmemError naming it and the remedy."""
     from convmem.config import from_dict
     from convmem.memory.temp_lora import DPMConfig
     from convmem.slm.model import load_model
@@ -183,7 +247,12 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
 
     path = Path(path)
     info = read_model_info(path)
-    slm, vocab, slm_cfg = load_model(path / "slm", merge=True)
+    note = verify_files(path, info)
+    if note is not None:
+        import sys
+
+        print(f"note: {note}", file=sys.stderr)
+    slm, vocab, slm_cfg = _load_part(path, "slm", lambda: load_model(path / "slm", merge=True))
     slm = slm.to(device).eval()
     for p in slm.parameters():
         p.requires_grad_(False)
@@ -194,7 +263,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     if (path / "classifier").is_dir():
         from convmem.slm.classifier import EmotionClassifier
 
-        classifier = EmotionClassifier.load(path / "classifier").to(device).eval()
+        classifier = _load_part(path, "classifier", lambda: EmotionClassifier.load(path / "classifier")).to(device).eval()
     mal_adapter = mal_cfg = None
     if (path / "mal").is_dir():
         from safetensors.torch import load_file
@@ -202,14 +271,42 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
         from convmem.memory.mal import MALConfig
         from convmem.memory.mal_layer import MALAdapter
 
-        mal_cfg = from_dict(MALConfig, json.loads((path / "mal" / "mal.json").read_text()), "mal")
-        mal_adapter = MALAdapter(slm.get_input_embeddings().embedding_dim, mal_cfg.memory)
-        mal_adapter.load_state_dict(load_file(str(path / "mal" / "adapter.safetensors")))
+        def load_mal():
+            cfg = from_dict(MALConfig, json.loads((path / "mal" / "mal.json").read_text()), "mal")
+            adapter = MALAdapter(slm.get_input_embeddings().embedding_dim, cfg.memory)
+            adapter.load_state_dict(load_file(str(path / "mal" / "adapter.safetensors")))
+            return cfg, adapter
+
+        mal_cfg, mal_adapter = _load_part(path, "mal", load_mal)
         mal_adapter = mal_adapter.to(device).eval()
+    tokenizer = _load_part(path, "tokenizer", lambda: load_tokenizer(path / "tokenizer"))
+    for part, module in (("slm", slm), ("classifier", classifier), ("mal", mal_adapter)):
+        if module is not None:
+            check_finite(module, path / part)
     dpm_cfg = from_dict(DPMConfig, info["dpm"], "dpm") if info.get("dpm") else None
-    return Bundle(path=path, labels=labels, n_limit=int(info["n_limit"]), tokenizer=load_tokenizer(path / "tokenizer"),
+    return Bundle(path=path, labels=labels, n_limit=int(info["n_limit"]), tokenizer=tokenizer,
                   slm=slm, vocab=vocab, slm_config=slm_cfg, classifier=classifier, mal_adapter=mal_adapter,
                   mal_config=mal_cfg, dpm_config=dpm_cfg, info=info)
+
+
+def _load_part(path: Path, part: str, load):
+    """`load()`, with any failure but our own errors (a truncated safetensors file, a broken zip, a
+    weight of the wrong shape) turned into a ConvmemError naming the part and the remedy."""
+    try:
+        return load()
+    except ConvmemError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the library's own error types vary by file format
+        raise ConvmemError(f"{path / part}: cannot be loaded, the model directory is damaged or incomplete "
+                           f"({type(exc).__name__}: {str(exc)[:200]}); copy it again or retrain it") from None
+
+
+def check_finite(module: torch.nn.Module, where: Path) -> None:
+    """ConvmemError naming the first parameter or buffer of `module` holding NaN or Inf."""
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ConvmemError(f"{where}: weight {name} holds NaN or infinite values (training diverged or the "
+                               "file is damaged); retrain the model")
 
 
 def _read_info(path: Path) -> dict:

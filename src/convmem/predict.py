@@ -218,6 +218,7 @@ class Predictor:
         session = LiveSession(self, key if key is not None else default_key, limits=False)
         results: list[UtteranceEmotion] = []
         peak = 0.0
+        read: dict = {}  # what reading the file met: NaN/Inf samples read as silence
         # with diarisation, VAD's dropped blips were counted in its pass
         short_segments = stats.get("dropped_short", 0) if segments is not None and seg_name.startswith("vad+") else 0
 
@@ -250,7 +251,7 @@ class Predictor:
                         raise AudioError(f"{seg.where or f'segment {seg.start}-{seg.end} s'}: {exc}") from None
                     bar.update(max(0.0, min(seg.end, duration) - bar.n))
             else:
-                blocks = iter_file_blocks(path, BLOCK_SECONDS) if path is not None else _array_blocks(wave, int(sample_rate))
+                blocks = iter_file_blocks(path, BLOCK_SECONDS, stats=read) if path is not None else _array_blocks(wave, int(sample_rate))
                 for block, rate, seconds in blocks:
                     peak = max(peak, float(np.abs(block).max(initial=0.0)))
                     keep(session.push_audio(block, rate))
@@ -267,6 +268,14 @@ class Predictor:
             info["speakers"] = sorted({s.speaker for s in segments if s.speaker is not None})
         shortest = self.vad.min_utterance_s if vad_used else MIN_UTTERANCE_SECONDS
         warnings = _empty_timeline_warnings(name or "audio array", duration, peak, len(results), dropped, shortest)
+        if path is not None and segments is not None:
+            # only the segments were read: count the whole file's bad samples (a quick pass)
+            read = {}
+            for _ in iter_file_blocks(path, BLOCK_SECONDS, stats=read):
+                pass
+        if read.get("nonfinite"):
+            warnings.append(f"{name}: {read['nonfinite']} sample(s) were NaN or infinite and were read as silence "
+                            "(the recording is damaged there)")
         return Timeline(results, self.labels, duration, self.memory, str(self.bundle.path), name, seg_name,
                         dropped, info, warnings)
 
@@ -285,7 +294,12 @@ class Predictor:
         encoded = encoder.encode(wave16k, speaker)
         with self.model_lock, self._grad_mode():
             logits = conv.push(encoded.model_input(self.bundle.vocab)).logits
-        return torch.softmax(torch.from_numpy(logits).double(), -1).numpy(), encoded.speaker
+        probs = torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
+        if not np.isfinite(probs).all():
+            # a timeline never holds NaN: it would be invalid JSON and a silent wrong answer
+            raise ConvmemError(f"{self.bundle.path}: the model gave non-finite emotion scores (NaN or Inf); "
+                               "its weights are damaged or training diverged: retrain it")
+        return probs, encoded.speaker
 
     def _result(self, probs: np.ndarray, start: float, end: float, speaker: str | None,
                 wave16k: np.ndarray | None = None) -> UtteranceEmotion:

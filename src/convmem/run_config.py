@@ -203,7 +203,8 @@ class RunConfig:
 
             require_frames(self.tokenizer.kind)
         self.classifier_config()
-        self.mal_config(emotion_ids=(0,), audio_id_range=(0, 1))
+        mal = self.mal_config(emotion_ids=(0,), audio_id_range=(0, 1))
+        check_buildable(self.slm, self.train, self.dpm, mal, self.eval.dpm_variants)
 
     def classifier_config(self) -> ClassifierConfig:
         from convmem.config import from_dict
@@ -222,3 +223,36 @@ class RunConfig:
     @property
     def out_dir(self) -> str:
         return self.out.format(name=self.name)
+
+
+def check_buildable(slm: SLMConfig, train: TrainConfig, dpm: DPMConfig, mal: MALConfig, dpm_variants: dict) -> None:
+    """What the sections say must be buildable together, checked when the config is loaded rather
+    than after a tokenizer has been fitted: ConfigError naming the key."""
+    if slm.is_tiny:  # a pretrained backbone brings its own shapes
+        if slm.hidden_size % slm.num_heads:
+            raise ConfigError(f"slm.hidden_size: {slm.hidden_size} is not divisible by slm.num_heads = {slm.num_heads}")
+        head_dim = slm.hidden_size // slm.num_heads
+        if head_dim % 2:
+            raise ConfigError(f"slm.hidden_size: the head dimension hidden_size / num_heads = {slm.hidden_size} / "
+                              f"{slm.num_heads} = {head_dim} must be even (rotary positions turn pairs of dimensions)")
+        if slm.n_limit > slm.max_position_embeddings:
+            raise ConfigError(f"slm.n_limit: {slm.n_limit} positions exceed slm.max_position_embeddings = "
+                              f"{slm.max_position_embeddings}")
+        if mal.layer is not None and not 0 <= mal.layer < slm.num_layers:
+            raise ConfigError(f"mal.layer: {mal.layer} is not a layer of the SLM (slm.num_layers = {slm.num_layers})")
+    if train.objective == "paper":
+        try:
+            train.windows.check(slm.n_limit)
+        except ValueError as exc:
+            raise ConfigError(f"train.n_o/n_p/n_q: {exc}") from None
+    if mal.history_tokens >= slm.n_limit:
+        raise ConfigError(f"mal.history_tokens: {mal.history_tokens} leaves no room for an utterance in "
+                          f"slm.n_limit = {slm.n_limit}")
+    # eq. 10 of the DPM paper, n_limit >= n_max + n_r: with utterances of >= 1 token, n_r < n_limit
+    variants = {"dpm": dpm.n_r, **{f"eval.dpm_variants.{k}": (v or {}).get("n_r") for k, v in dpm_variants.items()
+                                   if isinstance(v, dict)}}
+    for where, n_r in variants.items():
+        if isinstance(n_r, int) and n_r >= slm.n_limit:
+            key = "dpm.n_r" if where == "dpm" else f"{where}.n_r"
+            raise ConfigError(f"{key}: n_r = {n_r} must be < slm.n_limit = {slm.n_limit} (eq. 10 of the DPM paper, "
+                              "n_limit >= n_max + n_r, leaves n_limit - n_r tokens per written chunk)")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from convmem.errors import ConfigError
 from convmem.fileio import make_temp_dir
+from convmem.output_folder import LOCK, folder_lock
 
 STAGE_INFIX = ".convmem-stage-"  # .<out>.convmem-stage-XXXX: the folder being built
 OLD_INFIX = ".convmem-old-"  # .<out>.convmem-old-XXXX: the replaced folder, until it is deleted
@@ -117,8 +118,15 @@ def staged_directory(out: Path, force: bool, owned: Sequence[str]) -> Iterator[P
     out = Path(out)
     check_output_dir(out, force, owned)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_stages(out)
-    stage = _new_marked_dir(out, STAGE_INFIX)
+    # the folder itself is replaced by a rename, so its writers lock a file beside it
+    with folder_lock(out.parent / f".{out.name}{LOCK}", out, remove=True):
+        check_output_dir(out, force, owned)  # another writer may have finished while we waited
+        remove_stale_stages(out)
+        stage = _new_marked_dir(out, STAGE_INFIX)
+        yield from _build(out, stage, force, owned)
+
+
+def _build(out: Path, stage: Path, force: bool, owned: Sequence[str]) -> Iterator[Path]:
     try:
         yield stage
         (stage / MARKER).unlink()

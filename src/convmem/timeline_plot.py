@@ -8,6 +8,8 @@ probability distribution per utterance, stacked. Gaps are silence (or dropped bl
 
 from __future__ import annotations
 
+PNG_SOFTWARE = "convmem predict"
+
 from pathlib import Path
 
 # Fixed colours for the known labels, so every plot of the project reads the same way.
@@ -73,7 +75,8 @@ def plot_timeline(timeline, path: str | Path, title: str | None = None) -> Path:
         fig.tight_layout(rect=(0, 0, 1, 0.95))
         path = Path(path)
         with atomic_open(path, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110)
+            # the tag lets a later `convmem predict` tell its own picture from a user's file
+            fig.savefig(fh, format="png", dpi=110, metadata={"Software": PNG_SOFTWARE})
     finally:
         plt.close(fig)
     return path

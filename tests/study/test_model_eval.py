@@ -257,7 +257,7 @@ def _broken_model(tmp_path: Path, model: Path, how: str) -> Path:
     ("missing_model", "not a convmem model directory (no bundle.json)"),
     ("no_slm", "model directory is incomplete: missing slm/"),
     ("bad_bundle", "bundle.json: unreadable"),
-    ("bad_weights", "cannot load the model"),
+    ("bad_weights", "slm/model.safetensors: damaged or changed since training"),
     ("no_mal", "--memory mal: {model} does not offer it (it offers: majority, none, window, window_full, classifier, dpm"),
     ("unknown_memory", "--memory dmp: {model} does not offer it"),
     ("majority_vad", "--memory majority@vad: {model} does not offer it"),
@@ -265,7 +265,7 @@ def _broken_model(tmp_path: Path, model: Path, how: str) -> Path:
     ("bad_json", "{manifest}:2: not valid JSON"),
     ("unknown_label", "{manifest}:1"),
     ("no_labels", "{manifest}: no utterance has an emotion label"),
-    ("out_not_empty", "--out {out}: folder is not empty and holds no eval-model results"),
+    ("out_not_empty", "{out}: folder is not empty and was not made by `convmem eval-model` (it holds notes.txt)"),
 ])
 def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, model, held_out, cache, capsys, case, message):
     manifest, memories, out = held_out, ["--memory", "mal"], tmp_path / "out"

@@ -85,6 +85,23 @@ def test_resume_refusals(tmp_path):
         train_slm(build_model(SMALL, vocab), vocab, [], cfg, tmp_path / "y")
 
 
+def test_resume_is_refused_when_a_weight_setting_differs(tmp_path):
+    """The fingerprint covers the architecture (init seed included) and every optimiser setting,
+    not only the data and the schedule: each is named when it differs."""
+    vocab = make_vocab(SMALL, 16, LABELS)
+    cfg = TrainConfig(lr=1e-3, epochs=1, batch_size=8, n_o=16, n_p=16, n_q=32, checkpoint_every=100)
+    train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path)
+    for model_cfg, train_cfg, named in [
+        (replace(SMALL, init_seed=7), cfg, "slm.init_seed"),
+        (replace(SMALL, num_layers=1), cfg, "slm.num_layers"),
+        (SMALL, replace(cfg, weight_decay=0.1), "weight_decay"),
+        (SMALL, replace(cfg, grad_clip=0.5), "grad_clip"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"changed \({named}\)"):
+            train_slm(build_model(model_cfg, vocab), vocab, dialogues(), train_cfg, tmp_path, resume=True)
+    train_slm(build_model(SMALL, vocab), vocab, dialogues(), cfg, tmp_path, resume=True)  # the same: resumes
+
+
 def _emotion_accuracy(model, vocab, data):
     ex = build_examples((dialogue_stream(d, vocab) for d in data), vocab, "paper",
                         TrainConfig(n_o=16, n_p=16, n_q=32).windows, 64)

@@ -64,8 +64,10 @@ def load_audio(
     sample_rate: int = SAMPLE_RATE,
     start: float | None = None,
     end: float | None = None,
+    stats: dict | None = None,
 ) -> np.ndarray:
     """Read `path` (optionally only [start, end) seconds) as float32 mono at `sample_rate`.
+    NaN/Inf samples are read as silence, counted in `stats["nonfinite"]` when given (frames).
 
     Returns:
         float32[samples]
@@ -94,6 +96,7 @@ def load_audio(
     if not finite.any():
         raise AudioError(f"{path}: audio is all NaN/Inf")
     if not finite.all():
+        _count_nonfinite(stats, int((~finite.all(axis=1)).sum()))
         data = np.where(finite, data, 0.0).astype(np.float32)
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     return resample(np.ascontiguousarray(mono, dtype=np.float32), int(sr), sample_rate)
@@ -133,9 +136,16 @@ def _why(exc: Exception) -> str:
     return msg[-1] if msg else type(exc).__name__
 
 
-def iter_file_blocks(path: Path, block_s: float = 30.0) -> Iterator[tuple[np.ndarray, int, float]]:
+def _count_nonfinite(stats: dict | None, n: int) -> None:
+    if stats is not None and n:
+        stats["nonfinite"] = stats.get("nonfinite", 0) + n
+
+
+def iter_file_blocks(path: Path, block_s: float = 30.0,
+                     stats: dict | None = None) -> Iterator[tuple[np.ndarray, int, float]]:
     """(mono float32 block at the file's rate, rate, seconds) for consecutive blocks of `path`.
-    Raises AudioError, after the last block, when not one sample of the file was a number."""
+    Raises AudioError, after the last block, when not one sample of the file was a number;
+    counts the frames read as silence for being NaN/Inf in `stats["nonfinite"]` when given."""
     import soundfile as sf
 
     any_finite = False
@@ -151,6 +161,7 @@ def iter_file_blocks(path: Path, block_s: float = 30.0) -> Iterator[tuple[np.nda
                 # as load_audio does: a few bad samples become silence rather than failing an hour
                 finite = np.isfinite(mono)
                 any_finite = any_finite or bool(finite.any())
+                _count_nonfinite(stats, int(finite.size - finite.sum()))
                 mono = np.where(finite, mono, 0.0).astype(np.float32)
                 yield mono, rate, mono.size / rate
     except (RuntimeError, sf.LibsndfileError) as exc:

@@ -36,7 +36,13 @@ def run(args) -> int:
     def on_cell(i: int, n: int, cell) -> None:
         print(f"convmem ablate: cell {i + 1}/{n}: {cell.setting} × {cell.member}", flush=True)
 
-    report = run_ablation(cfg, run_path, Path(args.out) if args.out else None, on_cell=on_cell)
+    from convmem.output_folder import claim_output_folder
+
+    out = Path(args.out or cfg.out_dir)
+    # an ablation folder made before markers is known by its cells/ or ablation.json
+    legacy = lambda o: (o / "cells").is_dir() or (o / "ablation.json").is_file()  # noqa: E731
+    with claim_output_folder(out, "ablate", legacy=legacy):
+        report = run_ablation(cfg, run_path, out, on_cell=on_cell)
     print(report.read_text())
     print(f"report: {report}")
     return 0

@@ -34,5 +34,5 @@ def run(args) -> int:
     cfg = load_config(RunConfig, None if args.config == "-" else args.config,
                       list(args.overrides) + [f"eval.methods=[{','.join(gold)}]",
                                               f"eval.vad_methods=[{','.join(vad)}]", "final=false"])
-    execute(cfg, args.out)
+    execute(cfg, args.out, command="eval")
     return 0

@@ -57,10 +57,15 @@ def run(args) -> int:
             bar.update(1)
         bar.set_description(f"eval {method}")
 
+    from convmem.output_folder import claim_output_folder
+    from convmem.study.model_eval import SETTINGS_FILE
+
     try:
-        done = evaluate_model(args.model, args.manifest, args.out, methods=args.memory, name=args.name,
-                              caveat=args.caveat, cache_root=args.cache, batch_size=args.batch_size,
-                              bootstrap=args.bootstrap, seed=args.seed, on_method=on_method)
+        claim = claim_output_folder(args.out, "eval-model", legacy=lambda o: (o / SETTINGS_FILE).is_file())
+        with claim:
+            done = evaluate_model(args.model, args.manifest, args.out, methods=args.memory, name=args.name,
+                                  caveat=args.caveat, cache_root=args.cache, batch_size=args.batch_size,
+                                  bootstrap=args.bootstrap, seed=args.seed, on_method=on_method)
         if bar is not None:
             bar.update(1)
     finally:

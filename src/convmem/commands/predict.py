@@ -33,6 +33,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="timeline .json or .csv (default: <audio name>.timeline.json here)")
     p.add_argument("--plot", metavar="PNG", help="timeline picture (default: beside --out, .png)")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out/--plot file that convmem did not write (never an input)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     g = p.add_argument_group("voice-activity segmentation (without --segments)")
@@ -58,6 +60,14 @@ def run(args) -> int:
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise ConfigError(f"--out {out}: must end in .json or .csv")
     plot = None if args.no_plot else Path(args.plot) if args.plot else out.with_suffix(".png")
+    from convmem.output_folder import check_output_files
+
+    outputs = {"--out": out, **({"--plot": plot} if plot is not None else {})}
+    inputs = {"AUDIO": audio, "--segments": Path(args.segments) if args.segments else None}
+    for name, o in outputs.items():  # the model is an input too, whole
+        if o.resolve().is_relative_to(Path(args.model).resolve()):
+            raise ConfigError(f"{name} {o}: is inside the model directory {args.model}; write it elsewhere")
+    check_output_files(outputs, inputs, args.overwrite, is_timeline_output)
     vad = VADConfig(threshold=args.vad_threshold, min_utterance_s=args.min_utterance,
                     max_utterance_s=args.max_utterance, min_silence_s=args.min_silence, backend=args.vad_backend)
     if args.threads:
@@ -118,3 +128,29 @@ def summary(timeline) -> str:
             f"{s} {sum(u.end - u.start for u in timeline.utterances if u.speaker == s) / 60:.1f} min" for s in speakers))
     lines.append("  " + "  ".join(f"{k}: {v} ({100 * v / n:.0f}%)" if n else f"{k}: 0" for k, v in counts.items()))
     return "\n".join(lines)
+
+
+def is_timeline_output(path) -> bool:
+    """Whether `path` is a file `convmem predict` wrote (a timeline JSON/CSV or its PNG), which a
+    new prediction may replace; anything else is the user's."""
+    import json
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        from convmem.timeline_plot import PNG_SOFTWARE
+
+        return head.startswith(b"\x89PNG") and PNG_SOFTWARE.encode() in head
+    if suffix == ".csv":
+        return head.startswith(b"start,end,speaker,emotion,p_")
+    if suffix == ".json":
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(d, dict) and {"model", "memory", "utterances", "labels"} <= set(d)
+    return False

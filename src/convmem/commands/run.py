@@ -24,7 +24,16 @@ def run(args) -> int:
     return 0
 
 
-def execute(cfg, out=None):
+def claim_study_folder(out, command: str):
+    """The output rule (convmem/output_folder.py) for a study folder: `run` and `eval` continue each
+    other's; one made before markers is known by its config.json. Which config may resume it is
+    study/run_folder.py's to say."""
+    from convmem.output_folder import claim_output_folder
+
+    return claim_output_folder(out, command, kinds=("run", "eval"), legacy=lambda o: (o / "config.json").is_file())
+
+
+def execute(cfg, out=None, command: str = "run"):
     """Run with one progress bar over the whole study; print the headline table at the end."""
     from pathlib import Path
 
@@ -40,15 +49,17 @@ def execute(cfg, out=None):
         bar.set_description(f"[{s.fold}] {s.stage}")
         bar.update(s.index - bar.n)
 
-    try:
-        out = run_experiment(cfg, out, on_stage=on_stage)
-    finally:
-        bar.close()
-    if cfg.final:
-        from convmem.study.final_model import train_final
+    out = Path(out or cfg.out_dir)
+    with claim_study_folder(out, command):
+        try:
+            run_experiment(cfg, out, on_stage=on_stage)
+        finally:
+            bar.close()
+        if cfg.final:
+            from convmem.study.final_model import train_final
 
-        final = train_final(cfg, Path(out))
-        print(f"final model (all sessions): {final}")
+            final = train_final(cfg, out)
+            print(f"final model (all sessions): {final}")
     print(headline(Path(out)))
     print(f"report: {Path(out) / 'report.md'}")
     return Path(out)

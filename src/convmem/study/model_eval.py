@@ -112,7 +112,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out: str | Path,
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / SETTINGS_FILE).is_file():
+    if out.is_dir() and any(not p.name.startswith(".convmem") for p in out.iterdir()) and not (out / SETTINGS_FILE).is_file():
         raise ConfigError(f"--out {out}: folder is not empty and holds no eval-model results "
                           f"(no {SETTINGS_FILE}); use a new or empty folder")
 

@@ -17,9 +17,11 @@ from convmem.study import coding
 
 
 def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list[str],
-                      cache_root: Path, fold_info: dict | None = None) -> Path:
+                      cache_root: Path, fold_info: dict | None = None, checkpoint_dir: Path | None = None) -> Path:
     """Fit the tokenizer on `train` only, then train the SLM, classifier and MAL adapter; each part
-    is saved into `model_dir` as soon as it exists, and skipped on a rerun."""
+    is saved into `model_dir` as soon as it exists, and skipped on a rerun. The SLM's training
+    checkpoints go to `checkpoint_dir` (default: `checkpoints/slm` beside `model_dir`, in the fold's
+    own folder; `convmem train` keeps them inside the model directory)."""
     import torch
 
     from convmem.bundle import BUNDLE_FILE, save_parts
@@ -54,6 +56,11 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         # finished study) does not re-read, re-hash or re-perturb the training audio
         return coding.training_dialogues(cfg, encoder(), train)
 
+    checkpoints = checkpoint_dir or model_dir.parent / "checkpoints" / "slm"
+    # the cross-fitting's inner backbones and tables live beside the SLM's checkpoints: the fold's
+    # own folder in a study, hidden inside the model directory for `convmem train`
+    crossfit_root = checkpoints.with_name(checkpoints.name + "_crossfit")
+
     @functools.cache
     def slm_data():
         # what the SLM (and the classifier) read: with `train.emotion_tokens: predicted`, every turn's
@@ -64,7 +71,7 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
 
         vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
         tokens = crossfit.out_of_fold_tokens(cfg, train, coded(), lambda: build_model(cfg.slm, vocab, frame_dim()),
-                                             model_dir.parent / "crossfit")
+                                             crossfit_root)
         return crossfit.attach_tokens(coded(), tokens)
 
     def frame_dim():
@@ -78,7 +85,7 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
         vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
         data = slm_data()
         slm = build_model(cfg.slm, vocab, frame_dim())
-        slm = train_slm(slm, vocab, data, cfg.train, model_dir.parent / "checkpoints" / "slm", resume=True)
+        slm = train_slm(slm, vocab, data, cfg.train, checkpoints, resume=True)
         save_parts(model_dir, slm=slm, **common)
         slm, vocab, _ = load_model(model_dir / "slm", merge=True)
     slm.eval()
@@ -114,7 +121,7 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
             from convmem.study import crossfit
 
             inner = crossfit.inner_backbones(cfg, train, coded(), lambda: build_model(cfg.slm, vocab, frame_dim()),
-                                             model_dir.parent / "crossfit")
+                                             crossfit_root)
             backbones = [b for _, b in inner]
             where = {"backbone_of": crossfit.backbone_index(train, inner, fit_coded),
                      "val_backbone_of": crossfit.backbone_index(train, inner, val_coded)}

@@ -26,6 +26,8 @@ turns.
 
 from __future__ import annotations
 
+import zipfile
+
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -159,8 +161,11 @@ class KMeansCodebook:
         try:
             with np.load(path, allow_pickle=False) as data:
                 book = cls(data["centroids"], data["mean"], data["scale"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"{path}: not a valid codebook ({exc})") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"{path}: not a valid codebook, damaged or truncated ({exc}); refit the "
+                              "tokenizer (retrain the model) or copy the file again") from None
+        if not all(np.isfinite(a).all() for a in (book.centroids, book.mean, book.scale)):
+            raise ConfigError(f"{path}: codebook holds NaN or infinite values; refit the tokenizer (retrain the model)")
         if book.centroids.shape[0] != size or book.centroids.shape[1] != book.mean.shape[0]:
             raise ConfigError(f"{path}: codebook shape {book.centroids.shape} does not match codebook_size {size}")
         return book

@@ -21,6 +21,7 @@ chunks of n_limit tokens, every token an L_a target and every scored `<audio_end
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
@@ -152,6 +153,17 @@ def _fingerprint(examples: Sequence[Example], cfg: TrainConfig, world: int) -> d
             **{k: getattr(cfg, k) for k in keys}}
 
 
+def _weight_settings(cfg: TrainConfig, slm_cfg) -> dict:
+    """The rest of what decides the weights: the optimiser's other settings and the whole
+    architecture (init_seed included), as `slm.<field>`. Recorded beside `_fingerprint`'s keys;
+    a checkpoint saved before they were recorded is compared on the keys it has."""
+    from dataclasses import is_dataclass
+
+    arch = asdict(slm_cfg) if is_dataclass(slm_cfg) else {}
+    return {"grad_clip": cfg.grad_clip, "weight_decay": cfg.weight_decay,
+            **{f"slm.{k}": v for k, v in arch.items()}}
+
+
 def forward_losses(model: torch.nn.Module, batch, vocab: EmotionVocab, per_example: bool,
                    norm: LossNorm | None = None) -> Losses:
     """Eq. 7 losses of a collated `Batch` (already on the model's device); with `norm` (of the whole
@@ -240,6 +252,7 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     progress = TrainProgress()
     expected = _fingerprint(examples, cfg, world)
+    recorded = {**expected, **json.loads(json.dumps(_weight_settings(cfg, slm_cfg)))}
     accelerator.register_for_checkpointing(progress)
 
     ckpt = latest_checkpoint(out_dir)
@@ -249,7 +262,7 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
     if ckpt is not None:
         # Checked before loading, so a refused resume leaves `model` untouched.
         saved = read_meta(ckpt).get("fingerprint", {})
-        diff = sorted(k for k in expected if saved.get(k) != expected[k])
+        diff = sorted(k for k in recorded if saved.get(k) != recorded[k] and (k in expected or k in saved))
         if diff:
             raise ConfigError(f"cannot resume from {ckpt}: data or config changed ({', '.join(diff)})")
         load_checkpoint(accelerator, ckpt)
@@ -304,7 +317,7 @@ def train_slm(model: torch.nn.Module, vocab: EmotionVocab, train_dialogues: Sequ
                                       {"config": asdict(cfg), "history": progress.history})
             if progress.step % cfg.checkpoint_every == 0 or progress.step == stop:
                 save_checkpoint(accelerator, out_dir, progress.step, keep_last=cfg.keep_checkpoints,
-                                meta={"fingerprint": expected})
+                                meta={"fingerprint": recorded})
             if callback is not None:
                 callback(progress.step, losses)
     finally:
