@@ -90,21 +90,23 @@ def _cut(tree: np.ndarray, k: int) -> np.ndarray:
     return fcluster(tree, t=k, criterion="maxclust")
 
 
-def estimate_labels(x: np.ndarray, weights: np.ndarray, threshold: float = SAME_SPEAKER) -> np.ndarray:
-    """The estimated partition (module doc, steps 1-3): int64[items], first-appearance order."""
+def estimate_labels(x: np.ndarray, weights: np.ndarray, threshold: float = SAME_SPEAKER,
+                    min_weight: float = MIN_SPEAKER_S) -> np.ndarray:
+    """The estimated partition (module doc, steps 1-3): int64[items], first-appearance order;
+    `min_weight`: the least speech (seconds) of a speaker (MIN_SPEAKER_S)."""
     from sklearn.metrics import silhouette_score
 
     n = x.shape[0]
     if n < 3:  # too few pieces for a silhouette: one cut at the threshold
         if n < 2 or float(x[0] @ x[1]) >= threshold:
             return np.zeros(n, np.int64)
-        return first_appearance(merge_small(x, weights, np.arange(n)))
+        return first_appearance(merge_small(x, weights, np.arange(n), min_weight=min_weight))
     tree = _tree(x)
     if tree[-1, 2] <= 1.0 - threshold:
         return np.zeros(n, np.int64)
     best, chosen = -np.inf, np.zeros(n, np.int64)
     for k in range(2, min(MAX_CANDIDATES, n - 1) + 1):
-        labels = merge_small(x, weights, _cut(tree, k))
+        labels = merge_small(x, weights, _cut(tree, k), min_weight=min_weight)
         if np.unique(labels).size < 2:
             continue
         score = float(silhouette_score(x, labels, metric="cosine"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convmem.speakers.cluster import SAME_SPEAKER, check_n_speakers, estimate_labels, speaker_name
+from convmem.speakers.cluster import MIN_SPEAKER_S, SAME_SPEAKER, check_n_speakers, estimate_labels, speaker_name
 
 HISTORY = 400  # utterances kept for re-clustering (~15-30 min of conversation); a speaker silent longer is new
 
@@ -28,11 +28,13 @@ HISTORY = 400  # utterances kept for re-clustering (~15-30 min of conversation);
 class OnlineSpeakers:
     """`assign(embedding, seconds) -> "spkK"`, one utterance at a time (module doc)."""
 
-    def __init__(self, n_speakers: int | None = None, threshold: float = SAME_SPEAKER, history: int = HISTORY):
+    def __init__(self, n_speakers: int | None = None, threshold: float = SAME_SPEAKER, history: int = HISTORY,
+                 min_speaker_s: float = MIN_SPEAKER_S):
         check_n_speakers(n_speakers)
         self.n_speakers = n_speakers
         self.threshold = threshold
         self.history = history
+        self.min_speaker_s = min_speaker_s
         self._sums: list[np.ndarray] = []  # given N: one running sum per speaker
         self._emb: list[np.ndarray] = []  # auto: the recent utterances' embeddings, seconds, name index
         self._sec: list[float] = []
@@ -55,7 +57,7 @@ class OnlineSpeakers:
         self._name.append(-1)
         if len(self._emb) > self.history:
             del self._emb[0], self._sec[0], self._name[0]
-        labels = estimate_labels(np.stack(self._emb), np.asarray(self._sec), self.threshold)
+        labels = estimate_labels(np.stack(self._emb), np.asarray(self._sec), self.threshold, self.min_speaker_s)
         self._name[-1] = self._match(labels)
         return speaker_name(self._name[-1])
 
