@@ -91,22 +91,22 @@ def _cut(tree: np.ndarray, k: int) -> np.ndarray:
 
 
 def estimate_labels(x: np.ndarray, weights: np.ndarray, threshold: float = SAME_SPEAKER,
-                    min_weight: float = MIN_SPEAKER_S) -> np.ndarray:
+                    min_weight: float = MIN_SPEAKER_S, min_share: float = MIN_SHARE) -> np.ndarray:
     """The estimated partition (module doc, steps 1-3): int64[items], first-appearance order;
-    `min_weight`: the least speech (seconds) of a speaker (MIN_SPEAKER_S)."""
+    `min_weight`, `min_share`: the least speech of a speaker, in seconds and as a share of all."""
     from sklearn.metrics import silhouette_score
 
     n = x.shape[0]
     if n < 3:  # too few pieces for a silhouette: one cut at the threshold
         if n < 2 or float(x[0] @ x[1]) >= threshold:
             return np.zeros(n, np.int64)
-        return first_appearance(merge_small(x, weights, np.arange(n), min_weight=min_weight))
+        return first_appearance(merge_small(x, weights, np.arange(n), min_share, min_weight))
     tree = _tree(x)
     if tree[-1, 2] <= 1.0 - threshold:
         return np.zeros(n, np.int64)
     best, chosen = -np.inf, np.zeros(n, np.int64)
     for k in range(2, min(MAX_CANDIDATES, n - 1) + 1):
-        labels = merge_small(x, weights, _cut(tree, k), min_weight=min_weight)
+        labels = merge_small(x, weights, _cut(tree, k), min_share, min_weight)
         if np.unique(labels).size < 2:
             continue
         score = float(silhouette_score(x, labels, metric="cosine"))
