@@ -8,15 +8,17 @@ clusters. Without it, the count is estimated by a rule that survives short turns
 1. One speaker when the whole tree joins at an average cosine similarity >= `SAME_SPEAKER` (0.70):
    every piece of the recording sounds like every other.
 2. Else, for each candidate count k = 2 .. `MAX_CANDIDATES`, the tree is cut into k clusters and
-   every cluster holding less than `MIN_SHARE` (10%) of the speech time is merged into the cluster
-   whose (duration-weighted) centroid is most similar, smallest first. A 1-3 s turn of an acted
+   every cluster holding less than `MIN_SHARE` (10%) of the speech time, or less than
+   `MIN_SPEAKER_S` (3 s) of speech, is merged into the cluster whose (duration-weighted) centroid
+   is most similar, smallest first. A 1-3 s turn of an acted
    voice shouting or whispering scatters far from that voice's other turns, and a plain threshold
    (the old rule, cut at 0.70) made each such turn a speaker of its own: 3-10 speakers for two.
 3. The candidate partition with the highest silhouette (cosine; scikit-learn) wins; ties go to
    fewer speakers.
 
 Why these values: MIN_SHARE and MAX_CANDIDATES were chosen on RAVDESS and nEMO pseudo-conversations
-and then checked, unchanged, on TurEV-DB and the synthetic default (the study). A speaker with less
+and then checked, unchanged, on TurEV-DB and the synthetic default (the study). MIN_SPEAKER_S keeps
+one short turn from founding a speaker; it matters most online, where the first turns come alone. A speaker with less
 than 10% of the speech is folded into the nearest other voice; give `--speakers N` when one
 party barely speaks, or when there are more than `MAX_CANDIDATES`. SAME_SPEAKER only decides "one
 speaker": GE2E of one eSpeak voice sits at 0.73-0.9; a single real acted voice often lands below it
