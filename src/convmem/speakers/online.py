@@ -14,7 +14,8 @@ and the new utterance takes its cluster's name. Names already given never change
 offline rule on the prefix, so it can disagree with offline on the early turns (measured in the
 study). Memory: at most HISTORY embeddings of 256 floats; cost per utterance: one clustering of
 at most HISTORY items (benchmarks/README.md: 0.7-1.1 CPU s per audio minute online, embedding
-included, against 0.6-0.9 offline).
+included, against 0.6-0.9 offline; with a full history, 0.045 CPU s per utterance, measured under
+load).
 """
 
 from __future__ import annotations
