@@ -5,11 +5,16 @@
 
 For every dialogue of each manifest (its whole-dialogue `audio`, gold turns = utterances' speaker,
 start, end): convmem's diarisation (speakers/diarise.py) with the number of speakers estimated
-(`auto`) and given (the gold count, `oracle N`), scored with pyannote.metrics'
-DiarizationErrorRate and JaccardErrorRate, collar 0.25 s, overlapping speech excluded; DER's parts
-(missed speech, false alarm, confusion) are reported too, since gold turns that include silence at
-their edges (RAVDESS clips) count as missed speech whatever the speaker labels. Also the seconds of
-CPU per audio minute of diarisation.
+(`auto`) and given (the gold count, `oracle N`), and the online labels a live session gives
+(`online`: each VAD utterance embedded whole and named at once by speakers/online.py, in time
+order), scored with pyannote.metrics' DiarizationErrorRate and JaccardErrorRate, collar 0.25 s,
+overlapping speech excluded; DER's parts (missed speech, false alarm, confusion) are reported too,
+since gold turns that include silence at their edges (RAVDESS clips) count as missed speech
+whatever the speaker labels. Per run also: the share of dialogues whose speaker count is exact,
+the mean |count error|, and the seconds of CPU per audio minute (process time of this process:
+under load it is the CPU used, not the wall time; the machine's load average is written beside
+it). `online` also gives its agreement with `auto`: the share of VAD speech time whose online label
+is the offline label under the best one-to-one renaming.
 
 With `--model`: the emotion WA of `predict` on the same dialogues, same model, four ways: gold
 turns with gold speakers, gold turns as one speaker, VAD + auto diarisation, VAD as one speaker.
@@ -47,6 +52,33 @@ def _metrics():
             JaccardErrorRate(collar=COLLAR, skip_overlap=True))
 
 
+def online_labels(audio: Path) -> list[tuple[float, float, str]]:
+    """What a live session names each VAD utterance (speakers/online.py), in time order."""
+    from convmem.speakers.diarise import speech_units
+    from convmem.speakers.online import OnlineSpeakers
+
+    utterances, _, emb = speech_units(audio, window=None)
+    online = OnlineSpeakers()
+    return [(a, b, online.assign(e, b - a)) for (a, b), e in zip(utterances, emb)]
+
+
+def agreement(online: list[tuple[float, float, str]], offline) -> float:
+    """Share of the online utterances' time whose label is offline's under the best one-to-one
+    renaming (scipy linear_sum_assignment on overlap seconds)."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    names_on = sorted({k for _, _, k in online})
+    names_off = sorted({s.speaker for s in offline})
+    overlap = np.zeros((len(names_on), max(len(names_off), 1)))
+    for a, b, k in online:
+        for s in offline:
+            overlap[names_on.index(k), names_off.index(s.speaker)] += max(0.0, min(b, s.end) - max(a, s.start))
+    rows, cols = linear_sum_assignment(-overlap)
+    total = sum(b - a for a, b, _ in online)
+    return float(overlap[rows, cols].sum() / total) if total > 0 else 1.0
+
+
 def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
     from convmem.audio.io import audio_info
     from convmem.audio.segments import TimeSegment
@@ -56,10 +88,11 @@ def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
     dialogues = [d for d in read_manifest(manifest) if d.audio][:limit]
     if not dialogues:
         raise SystemExit(f"{manifest}: no dialogue with a whole-dialogue audio file")
-    runs = {"auto": _metrics(), "oracle N": _metrics()}
-    seconds = {"auto": 0.0, "oracle N": 0.0}
+    runs = {"auto": _metrics(), "oracle N": _metrics(), "online": _metrics()}
+    seconds = {name: 0.0 for name in runs}
+    counts: dict[str, list[tuple[int, int]]] = {name: [] for name in runs}
     audio_s = 0.0
-    estimated = []
+    agree: list[tuple[float, float]] = []  # (online speech seconds, agreeing seconds)
     wa: dict[str, list[bool]] = {}
     for d in dialogues:
         audio = Path(d.audio)
@@ -80,7 +113,15 @@ def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
             hyp = _annotation([(s.start, s.end, s.speaker) for s in hyps[name]], d.dialogue_id)
             for metric in runs[name]:
                 metric(ref, hyp, uem=uem)
-        estimated.append((n_gold, len({s.speaker for s in hyps["auto"]})))
+            counts[name].append((n_gold, len({s.speaker for s in hyps[name]})))
+        t0 = time.process_time()
+        online = online_labels(audio)
+        seconds["online"] += time.process_time() - t0
+        for metric in runs["online"]:
+            metric(ref, _annotation(online, d.dialogue_id), uem=uem)
+        counts["online"].append((n_gold, len({k for _, _, k in online})))
+        speech = sum(b - a for a, b, _ in online)
+        agree.append((speech, speech * agreement(online, hyps["auto"])))
         if predictor is not None:
             ways = {"gold turns, gold speakers": [TimeSegment(a, b, s) for a, b, s in gold],
                     "gold turns, one speaker": [TimeSegment(a, b, None) for a, b, _ in gold],
@@ -89,7 +130,9 @@ def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
                 tl = predictor.predict(audio, segments=segments, progress=False, key=d.dialogue_id)
                 wa.setdefault(way, []).extend(_hits(d.utterances, tl.utterances))
     out = {"manifest": str(manifest), "dialogues": len(dialogues), "audio_minutes": round(audio_s / 60, 2),
-           "speakers_gold_vs_estimated": estimated, "runs": {}}
+           "speakers_gold_vs_estimated": counts["auto"], "speakers_gold_vs_online": counts["online"],
+           "online_offline_agreement": round(100 * sum(a for _, a in agree) / max(sum(s for s, _ in agree), 1e-9), 2),
+           "runs": {}}
     for name, (der, jer) in runs.items():
         parts = der[:]  # accumulated components over all dialogues
         total = parts["total"]
@@ -98,6 +141,8 @@ def score_manifest(manifest: Path, limit: int | None, predictor=None) -> dict:
             "missed": round(100 * parts["missed detection"] / total, 2),
             "false_alarm": round(100 * parts["false alarm"] / total, 2),
             "confusion": round(100 * parts["confusion"] / total, 2),
+            "exact_count": round(100 * sum(g == e for g, e in counts[name]) / len(counts[name]), 1),
+            "mean_abs_count_error": round(sum(abs(g - e) for g, e in counts[name]) / len(counts[name]), 2),
             "cpu_s_per_audio_min": round(seconds[name] / (audio_s / 60), 2)}
     if wa:
         out["emotion_wa"] = {way: {"wa": round(100 * sum(h) / len(h), 2), "n": len(h)} for way, h in wa.items()}
@@ -159,14 +204,17 @@ def main(argv=None) -> int:
     if args.transcribe_cost:
         for m, r in zip(args.manifest, results):
             r["transcribe"] = [transcribe_cost(m, "en"), transcribe_cost(m, None)]
-    print(f"| corpus | dialogues | audio min | speakers | DER % | JER % | missed % | false alarm % | "
-          f"confusion % | CPU s / audio min |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| corpus | dialogues | audio min | speakers | exact count % | mean abs count error | DER % | JER % | "
+          f"missed % | false alarm % | confusion % | CPU s / audio min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for name, m in r["runs"].items():
             print(f"| {Path(r['manifest']).parent.name} | {r['dialogues']} | {r['audio_minutes']} | {name} | "
-                  f"{m['der']} | {m['jer']} | {m['missed']} | {m['false_alarm']} | {m['confusion']} | "
-                  f"{m['cpu_s_per_audio_min']} |")
+                  f"{m['exact_count']} | {m['mean_abs_count_error']} | {m['der']} | {m['jer']} | {m['missed']} | "
+                  f"{m['false_alarm']} | {m['confusion']} | {m['cpu_s_per_audio_min']} |")
+    for r in results:
+        print(f"{Path(r['manifest']).parent.name}: online labels agree with offline on {r['online_offline_agreement']}% "
+              f"of speech time")
     for r in results:
         for way, v in r.get("emotion_wa", {}).items():
             print(f"{Path(r['manifest']).parent.name}: emotion WA {way}: {v['wa']}% of {v['n']}")

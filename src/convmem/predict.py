@@ -331,7 +331,7 @@ class LiveSession:
         self._clock = 0.0  # end of the last pre-segmented utterance
         online = None  # online speaker assignment of utterances without a speaker (Predictor.speakers)
         if predictor.speakers != "none":
-            from convmem.speakers.cluster import OnlineSpeakers
+            from convmem.speakers.online import OnlineSpeakers
 
             online = OnlineSpeakers(None if predictor.speakers == "auto" else predictor.speakers)
         # this conversation's encoder: each speaker's running prosody, the online speakers

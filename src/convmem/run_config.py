@@ -132,6 +132,9 @@ class EvalSection:
     # methods also run on VAD segmentation (silero-vad over the dialogue audio, predictions mapped
     # back to gold utterances by time overlap), reported as "<method>@vad" beside gold segmentation
     vad_methods: list[str] = field(default_factory=list)
+    # the test dialogues' speakers: "gold" (the manifest's) or "auto" (diarised from the gold turns,
+    # count estimated: speakers/gold_turns.py); training always reads gold speakers
+    speakers: Literal["gold", "auto"] = "gold"
 
 
 @dataclass

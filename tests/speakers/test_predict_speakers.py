@@ -61,13 +61,21 @@ def test_live_session_assigns_speakers_online_like_offline(model_dir, talk):
     live += session.flush()
     session.close()
     offline = predictor.predict(path, progress=False, speakers="auto")
-    assert [u.speaker for u in live] == [u.speaker for u in offline.utterances]
+    _same_but_second_voice_first_turn([u.speaker for u in live], [u.speaker for u in offline.utterances])
     session = predictor.open_session("utterances")
     pushed = [session.push_utterance(wave[int(u.start * 16000):int(u.end * 16000)], 16000, u.start, u.end)
               for u in offline.utterances]
     given = session.push_utterance(wave[:16000], 16000, speaker="caller")
     session.close()
-    assert [u.speaker for u in pushed] == [u.speaker for u in offline.utterances] and given.speaker == "caller"
+    _same_but_second_voice_first_turn([u.speaker for u in pushed], [u.speaker for u in offline.utterances])
+    assert given.speaker == "caller"
+
+
+def _same_but_second_voice_first_turn(live: list[str], offline: list[str]) -> None:
+    """Online labels are offline's, except the second voice's first turn: under MIN_SPEAKER_S of
+    speech, it is named after the first voice until that voice has said more (speakers/online.py)."""
+    first = offline.index("spk2")
+    assert live[first] == "spk1" and live[:first] + live[first + 1:] == offline[:first] + offline[first + 1:]
 
 
 def test_cli_speakers_and_transcripts(model_dir, talk, tmp_path, capsys):

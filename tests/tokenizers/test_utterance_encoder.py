@@ -70,13 +70,16 @@ def test_marks_are_speaker_relative(kmeans, dialogue):
 
 
 class _Alternating:
-    """An online speaker assigner that names turns spk1, spk2, spk1, ... (records the embeddings)."""
+    """An online speaker assigner that names turns spk1, spk2, spk1, ... (records the embeddings
+    and the utterance lengths in seconds)."""
 
     def __init__(self):
         self.seen = []
+        self.seconds = []
 
-    def assign(self, embedding):
+    def assign(self, embedding, seconds):
         self.seen.append(np.asarray(embedding))
+        self.seconds.append(seconds)
         return f"spk{len(self.seen) % 2 or 2}"
 
 
@@ -87,6 +90,7 @@ def test_a_live_conversation_names_unnamed_speakers_and_marks_against_them(kmean
     got = [live.encode(utterance_waveform(u, dialogue)) for u in dialogue.utterances]
     assert [g.speaker for g in got] == ["spk1", "spk2", "spk1", "spk2", "spk1"]
     assert len(assigner.seen) == 5 and assigner.seen[0].shape == (256,)
+    assert assigner.seconds == pytest.approx([utterance_waveform(u, dialogue).size / 16000 for u in dialogue.utterances])
     for g, x in zip(got, _live(enc, dialogue)):  # spk1/spk2 are A/B's turns: the same marks
         _same(g, x)
     given = live.encode(utterance_waveform(dialogue.utterances[0], dialogue), "C")

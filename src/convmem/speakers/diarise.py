@@ -100,7 +100,7 @@ def diarise(audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE, n_sp
 
     Args:
         audio: a wav/flac/ogg path or float32[samples] at `sample_rate`.
-        n_speakers: how many speakers (None: estimated, cluster.SAME_SPEAKER).
+        n_speakers: how many speakers (None: estimated, cluster.py `estimate_labels`).
         resegment: split an utterance where its windows' speaker changes.
         stats: filled with "dropped_short" (see speech_units).
     Returns: [TimeSegment(start, end, speaker="spkK", where="diarisation")]; [] when no speech.
@@ -111,7 +111,7 @@ def diarise(audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE, n_sp
     utterances, units, emb = speech_units(audio, sample_rate, vad, stats=stats)
     if not units:
         return []
-    labels = cluster_embeddings(emb, n_speakers)
+    labels = cluster_embeddings(emb, n_speakers, durations=np.array([u.end - u.start for u in units]))
     return assemble(utterances, units, labels, resegment, speaker_name)
 
 

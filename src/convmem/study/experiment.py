@@ -70,6 +70,10 @@ def run_experiment(cfg, out: str | Path | None = None, on_stage: Callable[[Stage
         fdir = out / "folds" / fold.name
         train = [by_id[i] for i in fold.train_ids]
         test = [by_id[i] for i in fold.test_ids]
+        if cfg.eval.speakers == "auto":
+            from convmem.speakers.gold_turns import diarised_dialogues
+
+            test = diarised_dialogues(test)
         stage(fold.name, "train models")
         if rank == 0:
             train_fold_models(cfg, train, fdir / "model", methods, cache_dir, fold_info=fold_info(fold, by_id))

@@ -117,7 +117,7 @@ class UtteranceEncoder:
     def conversation(self, speakers=None) -> "ConversationEncoder":
         """A live encoder for one new conversation (its own speaker references).
 
-        speakers: an online speaker assigner (speakers/cluster.py `OnlineSpeakers`) that names the
+        speakers: an online speaker assigner (speakers/online.py `OnlineSpeakers`) that names the
             speaker of an utterance given without one, or None (such an utterance is one shared
             speaker)."""
         return ConversationEncoder(self, speakers)
@@ -140,7 +140,7 @@ class ConversationEncoder:
         if speaker is None and self._speakers is not None:
             from convmem.speakers.encoder import embed_utterance
 
-            speaker = self._speakers.assign(embed_utterance(wave16k))
+            speaker = self._speakers.assign(embed_utterance(wave16k), wave16k.size / SAMPLE_RATE)
         tok = self.encoder.tokenizer
         codes = np.asarray(tok.encode(wave16k, SAMPLE_RATE), dtype=np.int64)
         frames = np.asarray(tok.frames(wave16k, SAMPLE_RATE), dtype=np.float32) if self.encoder.frames else None
