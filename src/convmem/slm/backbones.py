@@ -158,11 +158,34 @@ def _load(spec: str, dtype, attn_implementation: str | None):
     mkey = key + (str(dtype), attn_implementation)
     model = _LOADED.get(mkey)
     if model is None:
+        extra = {}
+        if source.gguf_file:
+            from transformers import GgufConfig
+
+            # dense weights always: LoRA, training and saving need plain float Linear layers, and
+            # a GGUF matmul kernel (the `kernels` package) would otherwise keep them packed
+            extra["quantization_config"] = GgufConfig(dequantize=True)
         model = AutoModelForCausalLM.from_pretrained(source.folder, dtype=dtype,
                                                      attn_implementation=attn_implementation,
-                                                     **source.kwargs).eval()
+                                                     **source.kwargs, **extra).eval()
+        if source.gguf_file:
+            _forget_quantizer(model)
         _LOADED[mkey] = model
     return model, tokenizer
+
+
+def _forget_quantizer(model) -> None:
+    """Make a dequantised GGUF model an ordinary float model: transformers keeps its GGUF quantizer
+    attached and then refuses `save_pretrained` ("quantized with gguf and is not serializable"),
+    although every weight is already a dense float tensor (checked here)."""
+    odd = {p.dtype for p in model.parameters() if not p.dtype.is_floating_point}
+    if odd:
+        raise ConfigError(f"GGUF backbone was not fully dequantised (parameters of dtype {sorted(map(str, odd))})")
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def clear_cache() -> None:
