@@ -118,3 +118,22 @@ def test_expanded_sllm_keeps_every_original_logit_and_trains_lora_new_rows_and_p
     lora_params = sum(model.get_parameter(n).numel() for n in lora)
     assert lora_params == 30 * 64 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))
     assert n_train < 0.2 * n_total
+
+
+def test_ravdess_smollm2_config_resolves_and_reads_what_ravdess_yaml_reads():
+    from pathlib import Path
+
+    from convmem.config import load_config
+    from convmem.run_config import RunConfig
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    cfg = load_config(RunConfig, configs / "ravdess_smollm2.yaml")
+    tiny = load_config(RunConfig, configs / "ravdess.yaml")
+    assert resolve(cfg.slm.backbone).gguf_file and cfg.slm.lora_r == cfg.slm.lora_alpha == 64
+    assert cfg.tokenizer == tiny.tokenizer and cfg.corpus.manifests() == tiny.corpus.manifests()
+    assert cfg.folds.test_sessions == ["ravdess_01-02", "ravdess_03-04"]
+    assert (cfg.slm.audio_input, cfg.slm.utterance_summary, cfg.slm.prosody_marks, cfg.slm.n_limit) == (
+        tiny.slm.audio_input, tiny.slm.utterance_summary, tiny.slm.prosody_marks, tiny.slm.n_limit)
+    assert cfg.eval.methods == ["none", "window", "dpm", "mal"]
+    vocab = make_vocab(cfg.slm, 512, LABELS)  # the real tokenizer expands (eq. 1-2, with prosody marks)
+    assert vocab.base_size == 49152 and vocab.size == 49152 + 512 + 1 + 4 + 24
