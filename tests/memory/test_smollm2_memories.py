@@ -43,7 +43,15 @@ def _slice(seed: int, n_utts: tuple[int, ...]) -> list[CodedDialogue]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the autouse one_thread fixture is per test; this builds before it
+    try:
+        yield _train_and_reload(tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_reload(tmp_path_factory):
     cfg = SLMConfig(backbone="smollm2-135m", n_limit=N_LIMIT, audio_input="frames", utterance_summary=True)
     vocab = make_vocab(cfg, 16, LABELS)
     model = build_model(cfg, vocab, frame_dim=D)
