@@ -145,6 +145,8 @@ def main(argv=None) -> int:
     p.add_argument("--utt-seconds", type=float, default=3.5, help="RAVDESS clips last ~3.5 s")
     p.add_argument("--backbone", action="append", choices=BACKBONES, help="default: both")
     p.add_argument("--smoke", action="store_true", help="n_limit 64, 2 steps, 4 utterances of 1 s")
+    p.add_argument("--no-subprocess", action="store_true",
+                   help="run every phase in this process (faster; peak RSS then accumulates)")
     p.add_argument("--out", type=Path, default=common.RESULTS_DIR / "smollm2.json")
     p.add_argument("--cache", type=Path, default=common.DEFAULT_CACHE)  # run_worker passes it; unused
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -168,7 +170,8 @@ def main(argv=None) -> int:
             {"phase": "predict", "backbone": backbone, "method": m} for m in METHODS]
         for spec in specs:
             print(f"running {spec}", flush=True)
-            runs.append(common.run_worker(Path(__file__), spec, args.threads, args.cache, extra))
+            runs.append(worker(spec, args) if args.no_subprocess
+                        else common.run_worker(Path(__file__), spec, args.threads, args.cache, extra))
     text = report(runs, args)
     print(text)
     common.write_results(args.out, "smollm2", args.threads,
