@@ -6,10 +6,10 @@ Two backbones:
   with a 1 k codebook) whose vocabulary is exactly `EmotionVocab.tiny(...)`. All of it trains:
   LoRA on random weights would only restrict a model that knows nothing yet.
 - a pretrained LM (slm/backbones.py: a packaged checkpoint such as "smollm2-135m", a local HF
-  directory or a local .gguf file): `AutoModelForCausalLM` + its tokenizer, expanded with audio/end/emotion
-  tokens (eq. 1–2), embeddings resized (new rows get HF's mean-resizing init), then PEFT LoRA
-  (r 64, alpha 64, all linear layers, as the paper) and `trainable_token_indices` on the new ids of
-  the input embedding and the LM head. `trainable_token_indices` (not `modules_to_save`) is chosen
+  directory or a local .gguf file): `AutoModelForCausalLM` + its tokenizer, expanded with
+  audio/end/emotion tokens (eq. 1–2), embeddings resized (new rows get HF's mean-resizing init),
+  then PEFT LoRA (r 64, alpha 64, all linear layers, as the paper) and `trainable_token_indices` on
+  the new ids of the input embedding and the LM head. `trainable_token_indices` (not `modules_to_save`) is chosen
   because it trains exactly the new rows — the pretrained text rows stay frozen — at the cost of
   |new ids| x d parameters instead of two full vocabulary matrices; PEFT keeps it tied when the
   backbone ties its embeddings.
@@ -186,7 +186,7 @@ def _build_hf(cfg: SLMConfig, vocab: EmotionVocab):
     # pretrained rows, i.e. the mean embedding plus a little noise, so a new token starts at an
     # average logit and the text distribution barely moves; a tied head gets the same rows. The
     # text rows are untouched, so every original token's logit is unchanged
-    # (tests/slm/test_smollm2.py).
+    # (tests/slm/test_backbones.py).
     model.resize_token_embeddings(max(old, vocab.size), mean_resizing=True)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = vocab.pad_id
