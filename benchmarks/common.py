@@ -140,16 +140,18 @@ def untrained_bundle(tokenizer, cfg, name: str, frame_dim: int | None = None, dp
     from convmem.bundle import Bundle
     from convmem.memory.mal import MALConfig
     from convmem.memory.mal_layer import MALAdapter
-    from convmem.slm.model import build_model, make_vocab
+    from convmem.slm.model import build_model, make_vocab, merged
 
     vocab = make_vocab(cfg, tokenizer.codebook_size, LABELS)
-    slm = build_model(cfg, vocab, frame_dim).eval()
+    # merged: a pretrained backbone's LoRA folded in, as in a saved model dir (tiny: unchanged)
+    slm = merged(build_model(cfg, vocab, frame_dim)).eval()
     for p in slm.parameters():
         p.requires_grad_(False)
     mal_cfg = MALConfig(emotion_ids=vocab.emotion_ids,
                         audio_id_range=(vocab.audio_offset, vocab.audio_offset + vocab.codebook_size))
     torch.manual_seed(0)
-    adapter = MALAdapter(cfg.hidden_size, mal_cfg.memory).eval()
+    # the model's own width (cfg.hidden_size is the tiny backbone's and unused by a pretrained one)
+    adapter = MALAdapter(slm.get_input_embeddings().embedding_dim, mal_cfg.memory).eval()
     return Bundle(path=Path(f"<in-memory {name}>"), labels=LABELS, n_limit=cfg.n_limit, tokenizer=tokenizer,
                   slm=slm, vocab=vocab, slm_config=cfg, mal_adapter=adapter, mal_config=mal_cfg,
                   dpm_config=dpm_config)

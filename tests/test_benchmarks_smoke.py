@@ -311,3 +311,24 @@ def test_diarisation_bench_scores_der_jer_and_emotion_wa(tmp_path: Path) -> None
                                       "VAD + auto diarisation", "VAD, one speaker"}
     assert all(v["n"] == 3 for v in res["emotion_wa"].values())
     assert "| DER % |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_smollm2_cost_smoke_on_the_tiny_backbone(tmp_path: Path) -> None:
+    """bench_smollm2.py --smoke on the tiny backbone (the SmolLM2 rows run the same code paths with
+    another backbone name; the slm and memory tests load SmolLM2 itself): every phase's fields."""
+    out = tmp_path / "smollm2.json"
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "bench_smollm2.py"), "--smoke", "--backbone", "tiny",
+                           "--no-subprocess", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["bench"] == "smollm2" and data["mode"] == "smoke" and data["machine"]["torch_threads"] == 1
+    train, *pred = data["results"]
+    assert train["phase"] == "train" and train["steps"] == 2 and train["tokens_per_s"] > 0
+    assert train["params_trainable"] == train["params_total"]  # tiny: everything trains
+    assert [r["method"] for r in pred] == ["none", "dpm", "mal"]
+    for r in pred:
+        assert r["utterance_s"]["n"] == 2 and r["rtf"] > 0 and r["peak_rss_mb"] > 0
+    assert pred[1]["write_s"]["mean"] > pred[0]["write_s"]["mean"]  # DPM writes by backprop; none does not
+    assert "| backbone | memory |" in proc.stdout

@@ -144,7 +144,7 @@ def test_hf_backbone_expanded_lora_trains_new_rows_only_and_merges(tmp_path, tie
 
 
 def test_hf_backbone_errors(tmp_path):
-    with pytest.raises(ConfigError, match="neither 'tiny' nor a local model directory"):
+    with pytest.raises(ConfigError, match="neither 'tiny', a packaged checkpoint"):
         make_vocab(SLMConfig(backbone=str(tmp_path / "nope")), 4, LABELS)
     backbone = _hf_backbone(tmp_path / "base", False, 8)
     cfg = SLMConfig(backbone=str(backbone))

@@ -5,10 +5,11 @@ Two backbones:
 - "tiny": a from-scratch `LlamaForCausalLM` (hidden 256, 4 layers, 4 heads, RoPE; ~4.7 M params
   with a 1 k codebook) whose vocabulary is exactly `EmotionVocab.tiny(...)`. All of it trains:
   LoRA on random weights would only restrict a model that knows nothing yet.
-- a local HF directory: `AutoModelForCausalLM` + its tokenizer, expanded with audio/end/emotion
-  tokens (eq. 1–2), embeddings resized (new rows get HF's mean-resizing init), then PEFT LoRA
-  (r 64, alpha 64, all linear layers, as the paper) and `trainable_token_indices` on the new ids of
-  the input embedding and the LM head. `trainable_token_indices` (not `modules_to_save`) is chosen
+- a pretrained LM (slm/backbones.py: a packaged checkpoint such as "smollm2-135m", a local HF
+  directory or a local .gguf file): `AutoModelForCausalLM` + its tokenizer, expanded with
+  audio/end/emotion tokens (eq. 1–2), embeddings resized (new rows get HF's mean-resizing init),
+  then PEFT LoRA (r 64, alpha 64, all linear layers, as the paper) and `trainable_token_indices` on
+  the new ids of the input embedding and the LM head. `trainable_token_indices` (not `modules_to_save`) is chosen
   because it trains exactly the new rows — the pretrained text rows stay frozen — at the cost of
   |new ids| x d parameters instead of two full vocabulary matrices; PEFT keeps it tied when the
   backbone ties its embeddings.
@@ -163,27 +164,29 @@ def _build_tiny(cfg: SLMConfig, vocab: EmotionVocab) -> torch.nn.Module:
     return model
 
 
-def _load_tokenizer(path: str):
-    from transformers import AutoTokenizer
+def _load_tokenizer(spec: str):
+    from convmem.slm.backbones import load_tokenizer
 
-    if not Path(path).is_dir():
-        raise ConfigError(f"slm config: backbone {path!r} is neither 'tiny' nor a local model directory")
-    return AutoTokenizer.from_pretrained(path)
+    return load_tokenizer(spec)
 
 
 def _build_hf(cfg: SLMConfig, vocab: EmotionVocab):
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    tokenizer = _load_tokenizer(cfg.backbone)
+    from convmem.slm.backbones import load_backbone
+
+    model, tokenizer = load_backbone(cfg.backbone, cfg.torch_dtype, cfg.attn_implementation)
     expected = expand_tokenizer(tokenizer, vocab.codebook_size, vocab.labels, vocab.prosody_marks)
     if expected != vocab:
         raise ConfigError(f"vocab {vocab} does not match backbone {cfg.backbone!r} (expands to {expected}); "
                           f"build it with slm.model.make_vocab")
-    model = AutoModelForCausalLM.from_pretrained(cfg.backbone, dtype=cfg.torch_dtype,
-                                                 attn_implementation=cfg.attn_implementation)
     old = model.get_input_embeddings().weight.shape[0]
-    # Keep any padding rows a backbone has beyond its tokenizer: ids never shrink.
+    # Keep any padding rows a backbone has beyond its tokenizer: ids never shrink. New rows are
+    # HF's mean resizing (Hewitt, 2021): each is drawn from N(mean, 1e-9 * covariance) of the
+    # pretrained rows, i.e. the mean embedding plus a little noise, so a new token starts at an
+    # average logit and the text distribution barely moves; a tied head gets the same rows. The
+    # text rows are untouched, so every original token's logit is unchanged
+    # (tests/slm/test_backbones.py).
     model.resize_token_embeddings(max(old, vocab.size), mean_resizing=True)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = vocab.pad_id
