@@ -29,7 +29,8 @@ from convmem.fileio import atomic_write_json
 FORMAT = "convmem-model"
 BUNDLE_FILE = "bundle.json"
 # What the errors of a memory whose part is missing call that part.
-_PART_NAMES = {"classifier": "classifier baseline", "mal": "MAL adapter (train one with `convmem run`)"}
+_PART_NAMES = {"classifier": "classifier baseline", "mal": "MAL adapter (train one with `convmem run`)",
+               "transitions": "record of its training dialogues' speaker transitions (retrain it with this version)"}
 
 
 @dataclass
@@ -48,6 +49,12 @@ class Bundle:
     mal_config: Any | None = None
     dpm_config: Any | None = None
     info: dict = field(default_factory=dict)
+
+    @property
+    def speaker_transitions(self) -> list | None:
+        """The training dialogues' speaker-turn transition counts (bundle.json "training"), or None
+        for a model trained before they were recorded (the inertia memories need them)."""
+        return (self.info.get("training") or {}).get("speaker_transitions")
 
     @property
     def methods(self) -> list[str]:
@@ -209,7 +216,13 @@ def model_methods(path: str | Path) -> list[str]:
     from convmem.memory import registry
 
     path = Path(path)
-    return registry.offered(lambda part: (path / part).is_dir())
+
+    def has(part: str) -> bool:
+        if part == registry.TRANSITIONS:
+            return (read_model_info(path).get("training") or {}).get("speaker_transitions") is not None
+        return (path / part).is_dir()
+
+    return registry.offered(has)
 
 
 def model_fingerprint(path: str | Path) -> str:

@@ -33,7 +33,8 @@ TRAIN = [
 # a relabelling of the held-out session that makes `ang` its majority class; the model's training
 # majority stays `neu` (S01-S02 of seed 3: neu 46, hap 4, sad 7, ang 9)
 SWAP = {"neu": "ang", "ang": "neu", "hap": "sad", "sad": "hap", None: None}
-DEFAULT_METHODS = ["majority", "none", "window", "window_full", "classifier", "dpm", "mal"]
+DEFAULT_METHODS = ["majority", "none", "window", "window_full", "classifier", "dpm", "mal", "inertia", "dpm_inertia",
+                   "mal_inertia"]
 
 
 def _lines(manifest: Path, session: str) -> list[dict]:
@@ -207,7 +208,9 @@ def test_older_model_without_label_counts_has_no_majority_row(tmp_path, model, h
     from convmem.bundle import read_model_info
     from convmem.study.model_eval import offered_methods
 
-    assert offered_methods(old, read_model_info(old)) == DEFAULT_METHODS[1:]
+    # an older model records neither its label counts (majority row) nor its speaker transitions
+    # (the inertia memories): neither is offered
+    assert offered_methods(old, read_model_info(old)) == [m for m in DEFAULT_METHODS[1:] if "inertia" not in m]
     assert offered_methods(model, read_model_info(model)) == DEFAULT_METHODS
     out = tmp_path / "out"
     assert _eval(old, held_out, out, cache, "--memory", "none") == 0

@@ -29,7 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from convmem.memory.base import Memory
 
 # Parts of a model directory a memory may need: folder name -> Bundle attribute holding it.
-PARTS = {"slm": "slm", "classifier": "classifier", "mal": "mal_adapter"}
+# "transitions" is not a folder: the speaker-turn transitions bundle.json's "training" records
+# (study/training.py), which the inertia memories read; a model trained before they were recorded
+# does not offer those memories.
+PARTS = {"slm": "slm", "classifier": "classifier", "mal": "mal_adapter", "transitions": "speaker_transitions"}
+TRANSITIONS = "transitions"
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ def _through_inertia(inner: Callable[["Bundle", MemoryOptions], "Memory"], name:
         from convmem.memory.inertia import InertiaMemory, transition_matrix
 
         training = bundle.info.get("training") or {}
-        counts, labels = training.get("speaker_transitions"), training.get("label_counts")
+        counts, labels = bundle.speaker_transitions, training.get("label_counts")
         if counts is None or not labels:
             raise ConvmemError(f"{bundle.path}: memory {name!r} needs the training dialogues' speaker-turn "
                                "transitions, which this model does not record (bundle.json \"training\"); "
@@ -231,11 +235,12 @@ register(MemorySpec("dpm", _dpm, writes_by_backprop=True, label="SLLM-DPM (tempo
                                     "dpm_emotion": "SLLM-DPM, the write also covers the written-back "
                                                    "emotion token (dpm.write_emotion)"}))
 register(MemorySpec("mal", _mal, needs=("slm", "mal"), writes_by_backprop=True, label="SLLM-MAL (memory as a layer)"))
-register(MemorySpec("inertia", _through_inertia(_none, "inertia"),
+register(MemorySpec("inertia", _through_inertia(_none, "inertia"), needs=("slm", TRANSITIONS),
                     label="Contextual reference: one-shot posteriors through each speaker's emotional inertia",
                     label_with_marks="Contextual reference: one-shot posteriors (+ speaker-relative prosody "
                                      "marks) through each speaker's emotional inertia"))
-register(MemorySpec("dpm_inertia", _through_inertia(_dpm, "dpm_inertia"), writes_by_backprop=True,
+register(MemorySpec("dpm_inertia", _through_inertia(_dpm, "dpm_inertia"), needs=("slm", TRANSITIONS),
+                    writes_by_backprop=True,
                     label="SLLM-DPM posteriors through each speaker's emotional inertia"))
-register(MemorySpec("mal_inertia", _through_inertia(_mal, "mal_inertia"), needs=("slm", "mal"),
+register(MemorySpec("mal_inertia", _through_inertia(_mal, "mal_inertia"), needs=("slm", "mal", TRANSITIONS),
                     writes_by_backprop=True, label="SLLM-MAL posteriors through each speaker's emotional inertia"))
