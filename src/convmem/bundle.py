@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from convmem.errors import ConfigError, ConvmemError
-from convmem.fileio import atomic_write_json
+from convmem.fileio import atomic_write_json, file_sha256
 
 FORMAT = "convmem-model"
 BUNDLE_FILE = "bundle.json"
@@ -151,16 +151,6 @@ def _model_files(path: Path, under: str | None = None) -> list[Path]:
                   and f.relative_to(path).as_posix() != BUNDLE_FILE)
 
 
-def _sha256(f: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_hashes(path: Path, written: list[str], previous: dict | None) -> dict[str, str]:
     """{relative file: sha256} of every model file: the parts just `written` hashed anew, the rest
     kept from `previous` (all hashed when there is none, e.g. a directory made before hashes)."""
@@ -171,7 +161,7 @@ def file_hashes(path: Path, written: list[str], previous: dict | None) -> dict[s
         key = rel.as_posix()
         top = rel.parts[0]
         if fresh or top in written or key not in previous:
-            hashes[key] = _sha256(path / rel)
+            hashes[key] = file_sha256(path / rel)
         else:
             hashes[key] = previous[key]
     return hashes
@@ -192,7 +182,7 @@ def verify_files(path: Path, info: dict) -> str | None:
         if not f.is_file():
             raise ConvmemError(f"{f}: missing from the model directory (bundle.json lists it); "
                                "copy the whole model directory again, or retrain it")
-        if _sha256(f) != digest:
+        if file_sha256(f) != digest:
             raise ConvmemError(f"{f}: damaged or changed since training (its sha256 differs from the one in "
                                "bundle.json); copy the model directory again, or retrain it")
     return None

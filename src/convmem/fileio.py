@@ -74,3 +74,14 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> N
     with atomic_open(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=indent, sort_keys=False)
         fh.write("\n")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of the file at `path`, read in 1 MiB blocks (any size, constant memory)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from convmem.corpus.types import Dialogue
+from convmem.fileio import file_sha256
 
 
 def corpus_sha256(dialogues: list[Dialogue]) -> str:
@@ -22,11 +23,7 @@ def corpus_sha256(dialogues: list[Dialogue]) -> str:
             return None
         if path not in seen:
             seen.add(path)
-            f = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    f.update(block)
-            h.update(f.digest())
+            h.update(bytes.fromhex(file_sha256(path)))
         return path.name
 
     for d in dialogues:

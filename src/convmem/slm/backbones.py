@@ -27,11 +27,11 @@ kept; other backbones are read at each build.
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from convmem.errors import ConfigError
+from convmem.fileio import file_sha256
 from convmem.packaged import PackagedFile, locate
 
 GGUF_PIP_LINE = "pip install gguf==0.19.0"
@@ -105,11 +105,7 @@ def _verified_packaged(ckpt: PackagedCheckpoint) -> tuple[Path, str]:
     stamp = (ckpt, str(path), stat.st_size, stat.st_mtime_ns)
     # Hashed once per process per unchanged file: a model built per fold reads, not hashes.
     if stamp not in _VERIFIED:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        if stat.st_size != ckpt.size or digest.hexdigest() != ckpt.sha256:
+        if stat.st_size != ckpt.size or file_sha256(path) != ckpt.sha256:
             raise ConfigError(f"backbone {ckpt.name}: {ckpt.file.relative} from package {ckpt.file.distribution} "
                               f"is not the pinned file ({stat.st_size} bytes, expected {ckpt.size}, sha256 "
                               f"mismatch); reinstall: {ckpt.pip_line}")

@@ -17,12 +17,12 @@ is checked before anything is written into it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from convmem.errors import ConfigError, ConvmemError, ManifestError
+from convmem.fileio import file_sha256
 from convmem.eval.majority import METHOD as MAJORITY
 from convmem.study.evaluation import evaluate_fold
 from convmem.study.methods import VAD_SUFFIX, split_vad
@@ -82,7 +82,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out: str | Path,
     fingerprint = model_fingerprint(model_dir)
     cfg = _eval_config(info, labels, batch_size, bootstrap, seed)
     settings = {"model": str(model_dir.resolve()), "model_fingerprint": fingerprint,
-                "manifest": str(manifest.resolve()), "manifest_sha256": _sha256(manifest),
+                "manifest": str(manifest.resolve()), "manifest_sha256": file_sha256(manifest),
                 "labels": list(labels), "emotion_tokens": cfg.eval.emotion_tokens, "batch_size": cfg.eval.batch_size,
                 "window_full_limit": cfg.eval.window_full_limit, "dpm_variants": cfg.eval.dpm_variants,
                 "bootstrap": bootstrap, "seed": seed, "methods": methods}
@@ -216,10 +216,3 @@ def _comparable(settings: dict) -> dict:
     """Memories can be added to an evaluation folder (each has its own predictions file)."""
     return {k: v for k, v in settings.items() if k != "methods"}
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
