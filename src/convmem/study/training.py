@@ -62,6 +62,11 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
     crossfit_root = checkpoints.with_name(checkpoints.name + "_crossfit")
 
     @functools.cache
+    def new_vocab():
+        # one for the SLM and the inner backbones: an HF backbone's vocabulary loads its tokenizer
+        return make_vocab(cfg.slm, tokenizer.codebook_size, labels)
+
+    @functools.cache
     def slm_data():
         # what the SLM (and the classifier) read: with `train.emotion_tokens: predicted`, every turn's
         # written-back token is an out-of-fold prediction (study/crossfit.py)
@@ -69,8 +74,7 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
             return coded()
         from convmem.study import crossfit
 
-        vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
-        tokens = crossfit.out_of_fold_tokens(cfg, train, coded(), lambda: build_model(cfg.slm, vocab, frame_dim()),
+        tokens = crossfit.out_of_fold_tokens(cfg, train, coded(), lambda: build_model(cfg.slm, new_vocab(), frame_dim()),
                                              crossfit_root)
         return crossfit.attach_tokens(coded(), tokens)
 
@@ -82,7 +86,7 @@ def train_fold_models(cfg, train: list[Dialogue], model_dir: Path, methods: list
     else:
         from convmem.train.loop import train_slm
 
-        vocab = make_vocab(cfg.slm, tokenizer.codebook_size, labels)
+        vocab = new_vocab()
         data = slm_data()
         slm = build_model(cfg.slm, vocab, frame_dim())
         slm = train_slm(slm, vocab, data, cfg.train, checkpoints, resume=True)
